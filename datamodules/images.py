@@ -1,0 +1,134 @@
+"""Image folders as Lightning data: discovery, decoding and the texture-rich patch.
+
+Each item is one file: its key (path relative to the root), label, group and either its
+224 x 224 uint8 patch or the reason it could not be read. A broken file is an item too,
+so it is recorded by the writer and the run goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from raid import layout
+from raid.errors import RaidError
+from raid.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_rgb
+from raid.patches import PATCH_SIZE, patch_rng, rich_patch
+from raid.perturb import CLEAN, Perturbation
+
+
+@dataclass
+class ImageListing:
+    """The images under a root, in key order, and how many other files were skipped."""
+
+    root: Path
+    keys: list[str]
+    labels: list[int]
+    groups: list[str]
+    other_files: list[str] = field(default_factory=list)
+
+    def subset(self, keep: Sequence[str]) -> "ImageListing":
+        wanted = set(keep)
+        idx = [i for i, k in enumerate(self.keys) if k in wanted]
+        return ImageListing(self.root, [self.keys[i] for i in idx],
+                            [self.labels[i] for i in idx], [self.groups[i] for i in idx],
+                            self.other_files)
+
+
+def discover_images(root: str | Path, group: str | None = None) -> ImageListing:
+    """Every image under `root` (recursive, any letter case of the suffix, hidden names too);
+    label and group as `raid.layout` says, or `group` for all."""
+    root = Path(root)
+    if not root.is_dir():
+        raise RaidError("no such folder", root)
+    keys, others = layout.walk(root, IMAGE_SUFFIXES)
+    return ImageListing(root, keys, [layout.label_of(k) for k in keys],
+                        [group or layout.group_of(k, root) for k in keys], others)
+
+
+def read_image(root: Path, key: str, max_pixels: int | None, seed: int,
+               perturbation: Perturbation = CLEAN) -> np.ndarray:
+    """Decode one image and apply the perturbation (which comes before the patch choice)."""
+    image = load_rgb(root / key, max_pixels)
+    return perturbation.apply(image, seed, key) if perturbation.steps else image
+
+
+class PatchDataset(Dataset):
+    """One texture-rich patch per image; the patch rng is seeded from (seed, key)."""
+
+    def __init__(self, listing: ImageListing, seed: int = 0, size: int = PATCH_SIZE,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 perturbation: Perturbation = CLEAN):
+        self.listing, self.seed, self.size = listing, seed, size
+        self.max_pixels, self.perturbation = max_pixels, perturbation
+
+    def __len__(self) -> int:
+        return len(self.listing.keys)
+
+    def __getitem__(self, i: int) -> dict:
+        key = self.listing.keys[i]
+        item = {"key": key, "label": self.listing.labels[i], "group": self.listing.groups[i],
+                "error": ""}
+        try:
+            image = read_image(self.listing.root, key, self.max_pixels, self.seed,
+                               self.perturbation)
+            patch = rich_patch(image, patch_rng(self.seed, key), self.size)
+        except RaidError as exc:  # a broken file is recorded, not fatal
+            patch = np.zeros((self.size, self.size, 3), np.uint8)
+            item["error"] = str(exc).removeprefix(f"{self.listing.root / key}: ")
+        item["patch"] = torch.from_numpy(patch)
+        return item
+
+
+class ImageFolderDataModule(L.LightningDataModule):
+    """Prediction data over the images of one folder, or the subset of them that `plan`
+    (called on global rank 0 only, once the processes are up) returns as keys; the other
+    processes receive the same list, so every process agrees on the work."""
+
+    def __init__(self, listing: ImageListing, batch_size: int = 64, num_workers: int = 0,
+                 seed: int = 0, patch_size: int = PATCH_SIZE,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 perturbation: Perturbation = CLEAN, pin_memory: bool = False,
+                 plan: Callable[[], list[str]] | None = None):
+        super().__init__()
+        self.listing = listing
+        self.dataset = PatchDataset(listing, seed, patch_size, max_pixels, perturbation)
+        self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
+        self.plan = plan
+
+    def setup(self, stage: str) -> None:
+        if self.plan is not None:
+            self.dataset.listing = self.listing.subset(run_plan(self.trainer, self.plan))
+
+    def predict_dataloader(self) -> DataLoader:
+        return make_loader(self.dataset, self.batch_size, self.num_workers, self.pin_memory)
+
+
+def run_plan(trainer: L.Trainer | None, plan: Callable[[], list[str]]) -> list[str]:
+    """Call `plan` on global rank 0 and give its answer (or its error) to every process."""
+    answer: tuple[str, object] | None = None
+    if trainer is None or trainer.is_global_zero:
+        try:
+            answer = ("ok", plan())
+        except RaidError as exc:  # re-raised everywhere, so no process waits forever
+            answer = ("error", str(exc))
+    if trainer is not None and trainer.world_size > 1:
+        answer = trainer.strategy.broadcast(answer, src=0)
+    kind, value = answer
+    if kind == "error":
+        raise RaidError(value)
+    return value
+
+
+def make_loader(dataset: Dataset, batch_size: int, num_workers: int,
+                pin_memory: bool) -> DataLoader:
+    """The loader every RAID prediction uses: in order, workers kept alive, prefetching."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      pin_memory=pin_memory, persistent_workers=num_workers > 0,
+                      prefetch_factor=4 if num_workers > 0 else None)

@@ -1,0 +1,13 @@
+"""The one exception type for mistakes a user can fix (bad paths, bad files, bad options).
+
+The command line prints these as a single line without a traceback; anything else is a bug
+and keeps its traceback.
+"""
+
+
+class RaidError(Exception):
+    """A user-facing error: the message names the file (when there is one) and the reason."""
+
+    def __init__(self, message: str, path: object | None = None):
+        self.path = None if path is None else str(path)
+        super().__init__(f"{path}: {message}" if path is not None else message)
