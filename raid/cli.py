@@ -52,6 +52,7 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*Total length of `DataLoader` across ranks is zero.*")
 
 
 def main(argv: list[str] | None = None) -> int:

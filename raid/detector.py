@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from raid.errors import RaidError
+from raid.fileio import write_bytes
 from raid.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -55,13 +55,14 @@ def _device(device: str | None) -> torch.device:
 
 
 class RbfKernel:
-    """exp(-gamma * ||a - b||^2) between float32 rows, accurate to about 1e-7.
+    """exp(-gamma * ||a - b||^2) between float32 rows, within about 1e-7 of float64.
 
-    The squared distance uses the expanded form |a|^2 + |b|^2 - 2 a.b. Rows are first
-    centred on a fixed vector (the training mean), which makes the norms small and so
-    shrinks the cancellation error of that form; norms are summed in float64 and only the
-    cross term runs in float32 (the expensive matmul), which keeps the kernel within about
-    1e-7 of a float64 computation (libsvm itself caches kernel rows in float32).
+    The squared distance uses the expanded form |a|^2 + |b|^2 - 2 a.b so that the work is
+    one matrix product (BLAS, or the GPU). Rows are first centred on a fixed vector (the
+    training mean): that makes the norms small and so shrinks the cancellation error of
+    the expanded form. Norms are summed in float64; the product runs in float32, which
+    keeps kernel values within about 1e-7 of a float64 computation (libsvm itself caches
+    kernel rows in float32). Decision sums are accumulated in float64.
     """
 
     def __init__(self, gamma: float, center: np.ndarray, device: str | None = None):
@@ -70,35 +71,39 @@ class RbfKernel:
         self.center = torch.as_tensor(np.asarray(center, dtype=np.float32), device=self.device)
 
     def prepare(self, X: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Centred float32 rows on the device and their float64 squared norms."""
+        """Centred float32 rows on the device and -gamma * their squared norms (float32)."""
         t = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32), device=self.device)
         t = t - self.center
-        return t, t.double().square().sum(1)
+        return t, (t.double().square().sum(1) * -self.gamma).float()
 
     def block(self, a: torch.Tensor, na: torch.Tensor, b: torch.Tensor,
               nb: torch.Tensor) -> torch.Tensor:
-        """Kernel block (float64, on the device) of prepared rows."""
-        d2 = (na[:, None] + nb[None, :]) - 2.0 * (a @ b.T).double()
-        return torch.exp(d2.clamp_min_(0.0).mul_(-self.gamma))
+        """Kernel block (float32, on the device) of prepared rows.
+
+        -gamma * d^2 = -gamma |a|^2 - gamma |b|^2 + 2 gamma a.b, fused into one addmm.
+        """
+        k = torch.addmm(na[:, None] + nb[None, :], a, b.T, alpha=2.0 * self.gamma)
+        return k.clamp_max_(0.0).exp_()
 
     def gram(self, X: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         """The symmetric n x n kernel matrix as C-contiguous float64 (libsvm's input).
 
-        Only blocks on and above the diagonal are computed; the rest is mirrored.
+        Row panels against the columns on and right of the diagonal: wide products run
+        BLAS efficiently, and the lower triangle is mirrored rather than recomputed.
         """
         n = len(X)
         out = np.empty((n, n), dtype=np.float64)
         t, nt = self.prepare(X)
-        starts = range(0, n, _BLOCK)
-        for i in starts:
-            a, na = t[i:i + _BLOCK], nt[i:i + _BLOCK]
-            for j in starts:
-                if j < i:
-                    continue
-                k = self.block(a, na, t[j:j + _BLOCK], nt[j:j + _BLOCK]).cpu().numpy()
-                out[i:i + len(k), j:j + k.shape[1]] = k
-                if j > i:
-                    out[j:j + k.shape[1], i:i + len(k)] = k.T
+        for i in range(0, n, _BLOCK):
+            k = self.block(t[i:i + _BLOCK], nt[i:i + _BLOCK], t[i:], nt[i:]).cpu().numpy()
+            rows = len(k)
+            out[i:i + rows, i:] = k
+            out[i + rows:, i:i + rows] = k[:, rows:].T
+            # The diagonal block was computed whole; a.b and b.a round differently in
+            # float32, so copy its upper triangle down to make the matrix exactly symmetric.
+            diag = out[i:i + rows, i:i + rows]
+            lower = np.tril_indices(rows, -1)
+            diag[lower] = diag.T[lower]
             if progress is not None:
                 progress.update(0)
         np.fill_diagonal(out, 1.0)  # exact: ||x - x|| = 0
@@ -109,12 +114,12 @@ class RbfKernel:
         """sum_j coef_j K(x, sv_j) + intercept for every row of X, in float64."""
         s, ns = self.prepare(sv)
         c = torch.as_tensor(np.asarray(coef, dtype=np.float64), device=self.device)
-        if batch is None:  # keep one float64 kernel block near 256 MiB
+        if batch is None:  # one float32 kernel block of about 128 MiB
             batch = max(1, min(8192, (1 << 25) // max(len(sv), 1)))
         out = np.empty(len(X), dtype=np.float64)
         for i in range(0, len(X), batch):
             x, nx = self.prepare(X[i:i + batch])
-            out[i:i + len(x)] = (self.block(x, nx, s, ns) @ c).cpu().numpy()
+            out[i:i + len(x)] = (self.block(x, nx, s, ns).double() @ c).cpu().numpy()
         return out + float(intercept)
 
 
@@ -442,10 +447,11 @@ class RaidDetector:
             raise RaidError(f"model expects {self.n_features_in_} features, got {X.shape[1]}")
         if self.indices_ is not None:
             X = X[:, self.indices_]
-        if not hasattr(self, "_kernel"):
-            center = self.support_vectors_.mean(axis=0, dtype=np.float64)
-            self._kernel = RbfKernel(self.gamma_, center, self.device)
-        return self._kernel.decision(X, self.support_vectors_, self.dual_coef_, self.intercept_)
+        # Centre on the support vectors' mean: cheap next to the kernel product, and the
+        # same whichever backend trained the model.
+        center = self.support_vectors_.mean(axis=0, dtype=np.float64)
+        kernel = RbfKernel(self.gamma_, center, self.device)
+        return kernel.decision(X, self.support_vectors_, self.dual_coef_, self.intercept_)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """(n, 2): [P(real), P(generated)] from the Platt sigmoid."""
@@ -479,17 +485,7 @@ class RaidDetector:
         meta_json = json.dumps(meta, sort_keys=True)
         data = st_save(tensors, metadata={"format": FORMAT_NAME, "raid": meta_json,
                                           "sha256": _digest(tensors, meta_json)})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_bytes(path, data)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "RaidDetector":

@@ -211,7 +211,7 @@ def extract(input_dir: str | os.PathLike, store: str | os.PathLike,
     store = Path(store)
     listing = discover_images(input_dir)
     config = load_config(opts.arch, opts.probe)
-    model = load_aim(config, opts.backbone, opts.head).truncate()
+    model = load_aim(config, opts.backbone, opts.head, truncate=True)
     provenance = aim_provenance(config, opts)
     dim = config.width
     state: dict = {}

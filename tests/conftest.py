@@ -32,3 +32,31 @@ def seed_features() -> Path:
 @pytest.fixture(scope="session")
 def bad_images() -> Path:
     return require_shared("bad-images")
+
+
+TINY_AIM_YAML = """\
+width: 32
+depth: 3
+heads: 2
+probe_layers: [0, 1]
+patch_size: 14
+image_size: 56
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_aim(tmp_path_factory) -> dict:
+    """A tiny random-weight AIM saved in the official two-file layout: the CLI arguments
+    (--arch, --backbone, --head) as a dict of paths."""
+    from raid.aim import load_config, random_aim, save_official_checkpoint
+
+    d = tmp_path_factory.mktemp("tiny_aim")
+    (d / "tiny.yaml").write_text(TINY_AIM_YAML)
+    model = random_aim(load_config(d / "tiny.yaml"), seed=0)
+    save_official_checkpoint(model, d / "backbone.pth", d / "head.pth")
+    return {"arch": str(d / "tiny.yaml"), "backbone": str(d / "backbone.pth"),
+            "head": str(d / "head.pth")}
+
+
+def aim_args(tiny: dict) -> list[str]:
+    return ["--arch", tiny["arch"], "--backbone", tiny["backbone"], "--head", tiny["head"]]
