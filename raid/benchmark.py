@@ -345,15 +345,19 @@ def run_benchmark(config: BenchmarkConfig, model: str | os.PathLike, out: str | 
     sweep = [CLEAN] + [p for p in perturbations if not p.is_clean]
     done: list[tuple[Perturbation, SettingResult]] = []
     extra: list[str] = []
+    rank_zero = True
     for p in sweep:
         store = folder / f"{p.name}.h5"
         log.info("%s: features of %s -> %s", p.name, root, store)
         summary = extract(root, store, replace(opts, perturbation=p))
-        if summary is None:
-            return None
+        if summary is None:  # another process of a multi-process run: extract, no report
+            rank_zero = False
+            continue
         s, extra = evaluate_benchmark_store(
             model, store, config, p.name, out / p.name, root=root, notes=notes,
             extracted=summary.done, reused=summary.already, failed=summary.failed)
         done.append((p, s))
+    if not rank_zero:
+        return None
     robustness = write_robustness(done, out) if len(done) > 1 else {}
     return BenchmarkSummary(config, out, [s for _, s in done], extra, robustness)

@@ -1,10 +1,11 @@
 """Scoring single images and folders with a saved detector (what `raid detect` runs).
 
-The images go through the one extraction path (`raid.extraction.extract`): each is linked
-under a numbered name into a temporary folder, extracted into a temporary store, and the
-store's rows and recorded failures are mapped back to the paths given. So detection sees
-exactly the features `raid extract` would make (same patch policy, seed and decoding), and
-a broken file comes back with the reason the extractor recorded.
+The images go through the one extraction path (`raid.extraction.extract`) into temporary
+stores: a folder given is extracted as it is (keys relative to it), files given are linked
+into a temporary folder under their own names (one per parent folder). Keys seed the patch
+choice, so an image gets exactly the features `raid extract --input` gives it on its folder
+(or, for a file, on its parent folder), whatever else is scored with it; a broken file
+comes back with the reason the extractor recorded.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
+
+import numpy as np
 
 from raid.errors import RaidError
 from raid.evaluation import THRESHOLD, predict_labels
@@ -64,51 +67,71 @@ class DetectResult:
         return "\n".join(lines)
 
 
-def collect_files(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[str]]:
-    """Files to score, in the order given (folders expanded recursively, sorted), duplicates
-    dropped; and the non-image files found in folders. A path that does not exist is a
-    user mistake."""
-    files: list[Path] = []
-    skipped: list[str] = []
-    seen: set[str] = set()
+@dataclass
+class _Unit:
+    """Images extracted together: a folder given (keys relative to it, as `raid extract
+    --input FOLDER` makes them) or the files given from one parent folder (key = name, as
+    `raid extract --input PARENT` makes it). Keys seed the patch choice, so an image gets
+    the same features whatever else is scored with it."""
+
+    root: Path
+    staged: bool  # True: the files are linked into a temporary folder under their keys
+    index: dict[str, int] = field(default_factory=dict)  # key -> detection number
+
+
+def _file_key(path: Path) -> str:
+    # The extractor walks image suffixes only: a file named explicitly with another suffix
+    # is given one so that it is tried (and, if it is not an image, fails with a reason).
+    return path.name if path.suffix.lower() in IMAGE_SUFFIXES else path.name + ".png"
+
+
+def plan_units(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[_Unit], list[str]]:
+    """The files to score in the order given (folders expanded recursively, sorted; a file
+    seen twice is scored once), the extraction units, and the non-image files in folders."""
     if not paths:
         raise RaidError("no images or folders given")
+    files: list[Path] = []
+    units: list[_Unit] = []
+    by_parent: dict[str, _Unit] = {}
+    skipped: list[str] = []
+    seen: set[str] = set()
+
+    def add(unit: _Unit, key: str, path: Path) -> None:
+        ident = os.path.abspath(path)
+        if ident not in seen:
+            seen.add(ident)
+            unit.index[key] = len(files)
+            files.append(path)
+
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             keys, others = walk(path, IMAGE_SUFFIXES)
-            found = [path / k for k in keys]
             skipped += [str(path / k) for k in others]
+            unit = _Unit(path, staged=False)
+            units.append(unit)
+            for k in keys:
+                add(unit, k, path / k)
         elif path.exists():
-            found = [path]  # named explicitly: tried whatever its suffix
+            parent = os.path.abspath(path.parent)
+            if parent not in by_parent:
+                by_parent[parent] = _Unit(path.parent, staged=True)
+                units.append(by_parent[parent])
+            add(by_parent[parent], _file_key(path), path)
         else:
             raise RaidError("no such file or folder", path)
-        for f in found:
-            ident = os.path.abspath(f)
-            if ident not in seen:
-                seen.add(ident)
-                files.append(f)
-    return files, skipped
+    return files, [u for u in units if u.index], skipped
 
 
-def _link_name(i: int, path: Path) -> str:
-    # The extractor only walks image suffixes: a named file with another suffix gets an
-    # image suffix here so it is tried (and, if it is not an image, fails with a reason).
-    suffix = path.suffix if path.suffix.lower() in IMAGE_SUFFIXES else path.suffix + ".png"
-    return f"{i:07d}{suffix}"
-
-
-def _stage(files: Sequence[Path], folder: Path) -> dict[str, int]:
-    """Link (or, where links are not possible, copy) each file into `folder`."""
-    keys: dict[str, int] = {}
-    for i, f in enumerate(files):
-        name = _link_name(i, f)
+def _stage(unit: _Unit, files: Sequence[Path], folder: Path) -> Path:
+    """Link (or, where links are not possible, copy) a unit's files into `folder`."""
+    folder.mkdir(parents=True)
+    for key, i in unit.index.items():
         try:
-            os.symlink(os.path.abspath(f), folder / name)
+            os.symlink(os.path.abspath(files[i]), folder / key)
         except OSError:
-            shutil.copyfile(f, folder / name)
-        keys[name] = i
-    return keys
+            shutil.copyfile(files[i], folder / key)
+    return folder
 
 
 def check_feature_size(detector, arch: str, probe: str, model: str | os.PathLike) -> None:
@@ -122,35 +145,36 @@ def check_feature_size(detector, arch: str, probe: str, model: str | os.PathLike
 
 
 def detect(paths: Sequence[str | os.PathLike], model: str | os.PathLike, opts,
-           ) -> DetectResult | None:
+           ) -> DetectResult:
     """P(generated) and a verdict for every image in `paths` (files and folders), with
-    `raid.extraction.ExtractOptions` `opts`. Returns None on the non-zero ranks of a
-    multi-process run."""
+    `raid.extraction.ExtractOptions` `opts` (always run in one process)."""
     from raid.detector import RaidDetector
     from raid.extraction import extract
     from raid.store import FeatureStore
 
     detector = RaidDetector.load(model)
     check_feature_size(detector, opts.arch, opts.probe, model)
-    files, skipped = collect_files(paths)
+    files, units, skipped = plan_units(paths)
     detections = [Detection(str(f)) for f in files]
-    if files:
-        with tempfile.TemporaryDirectory(prefix="raid-detect-") as tmp:
-            staged = Path(tmp) / "images"
-            staged.mkdir()
-            index = _stage(files, staged)
-            summary = extract(staged, Path(tmp) / "features.h5", opts)
-            if summary is None:
-                return None
+    # One process: the temporary folders are private to it (a run over several devices
+    # would need them shared); large sets are for `raid extract` + `raid evaluate`.
+    opts = replace(opts, devices=1, num_nodes=1, strategy="auto")
+    with tempfile.TemporaryDirectory(prefix="raid-detect-") as tmp:
+        for n, unit in enumerate(units):
+            root = _stage(unit, files, Path(tmp) / f"images{n}") if unit.staged else unit.root
+            summary = extract(root, Path(tmp) / f"features{n}.h5", opts)
+            for key, reason in summary.failed.items():
+                if key in unit.index:
+                    detections[unit.index[key]].error = reason
             with FeatureStore(summary.store) as fs:
                 rows = fs.read() if len(fs) else None
-            for key, reason in summary.failed.items():
-                detections[index[key]].error = reason
-            if rows is not None:
-                probs = detector.predict_proba(rows.features)[:, 1]
-                for key, p, label in zip(rows.keys, probs, predict_labels(probs)):
-                    d = detections[index[key]]
-                    d.p_generated, d.verdict = float(p), VERDICTS[int(label)]
+            if rows is None:
+                continue
+            wanted = [i for i, k in enumerate(rows.keys) if k in unit.index]
+            probs = detector.predict_proba(rows.features[wanted])[:, 1] if wanted else []
+            for i, p, label in zip(wanted, probs, predict_labels(np.asarray(probs))):
+                d = detections[unit.index[rows.keys[i]]]
+                d.p_generated, d.verdict = float(p), VERDICTS[int(label)]
     for d in detections:  # a file neither scored nor failed: should not happen, but say so
         if d.verdict is None and not d.error:
             d.error = "not processed"

@@ -25,7 +25,9 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +256,9 @@ class RaidDetector:
         `kernel_memory_gb`.
     device: torch device for kernels and scoring; "auto" = CUDA when present.
     cache_size: kernel cache (MiB) of the plain and cuML solvers.
+    n_jobs: scikit-learn fits run at once (the final fit and the calibration folds are
+        independent; libsvm releases the GIL); None = the CPUs available. Each concurrent
+        fold needs its own sub-matrix, counted against `kernel_memory_gb`.
     progress: show a progress line during `fit`.
 
     Fitted attributes: backend_, solver_ ("precomputed" | "rbf" | "cuml"), classes_,
@@ -266,7 +271,7 @@ class RaidDetector:
                  indices: np.ndarray | None = None, backend: str = "auto", cv_folds: int = 5,
                  random_state: int = 0, tol: float = 1e-3, kernel_memory_gb: float = 8.0,
                  precompute: bool | None = None, device: str | None = "auto",
-                 cache_size: float = 1024.0, progress: bool = True):
+                 cache_size: float = 1024.0, n_jobs: int | None = None, progress: bool = True):
         self.C = C
         self.gamma = gamma
         self.indices = indices
@@ -278,6 +283,7 @@ class RaidDetector:
         self.precompute = precompute
         self.device = device
         self.cache_size = cache_size
+        self.n_jobs = n_jobs
         self.progress = progress
 
     # ---- parameters
@@ -285,7 +291,7 @@ class RaidDetector:
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {k: getattr(self, k) for k in (
             "C", "gamma", "indices", "backend", "cv_folds", "random_state", "tol",
-            "kernel_memory_gb", "precompute", "device", "cache_size", "progress")}
+            "kernel_memory_gb", "precompute", "device", "cache_size", "n_jobs", "progress")}
 
     def set_params(self, **params: Any) -> "RaidDetector":
         for k, v in params.items():
@@ -353,17 +359,25 @@ class RaidDetector:
         folds = list(StratifiedKFold(self.cv_folds, shuffle=True,
                                      random_state=self.random_state).split(Xs, y))
         n = len(Xs)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        workers = max(1, min(self.n_jobs or cpus or 1, len(folds) + 1))
         if self.backend_ == "cuml":
-            self.solver_ = "cuml"
+            self.solver_, workers = "cuml", 1  # one GPU: fits run one after the other
         else:
-            need_gb = 8 * n * n * (1 + ((self.cv_folds - 1) / self.cv_folds) ** 2) / 2**30
-            use_gram = self.precompute if self.precompute is not None else need_gb <= self.kernel_memory_gb
+            fold_gb = 8 * ((n * (self.cv_folds - 1)) // self.cv_folds + 1) ** 2 / 2**30
+            gram_gb = 8 * n * n / 2**30
+            use_gram = self.precompute if self.precompute is not None else \
+                gram_gb + fold_gb <= self.kernel_memory_gb
             self.solver_ = "precomputed" if use_gram else "rbf"
-            if self.precompute is None and not use_gram:
+            if use_gram:  # fewer concurrent folds where their sub-matrices do not fit
+                room = int((self.kernel_memory_gb - gram_gb) // fold_gb) if fold_gb else workers
+                workers = max(1, min(workers, room))
+            elif self.precompute is None:
                 logger.info("Gram matrix would need %.1f GiB > kernel_memory_gb=%.1f: "
-                            "plain SVC(kernel='rbf')", need_gb, self.kernel_memory_gb)
-        logger.info("fitting SVM: %d x %d, C=%g, gamma=%.6g, solver %s, %d calibration folds",
-                    n, Xs.shape[1], self.C, self.gamma_, self.solver_, self.cv_folds)
+                            "plain SVC(kernel='rbf')", gram_gb + fold_gb, self.kernel_memory_gb)
+        logger.info("fitting SVM: %d x %d, C=%g, gamma=%.6g, solver %s, %d calibration folds, "
+                    "%d at once", n, Xs.shape[1], self.C, self.gamma_, self.solver_,
+                    self.cv_folds, workers)
 
         steps = 2 + len(folds) + (1 if self.solver_ == "precomputed" else 0)
         with Progress("SVM fit", total=steps, unit="step",
@@ -378,21 +392,27 @@ class RaidDetector:
                 gram = None
                 fit_one = self._cuml_fit if self.solver_ == "cuml" else self._plain_fit
 
-            support, coef, b = fit_one(Xs, y, np.arange(n))
+            # The final fit (all rows) and the calibration folds are independent.
+            jobs = [np.arange(n)] + [train for train, _ in folds]
+            with ThreadPoolExecutor(workers) as pool:
+                futures = [pool.submit(fit_one, Xs, y, rows) for rows in jobs]
+                results = []
+                for future in futures:
+                    results.append(future.result())
+                    bar.update()
+
+            support, coef, b = results[0]
             self.support_ = support.astype(np.int64)
             self.support_vectors_ = np.ascontiguousarray(Xs[support], dtype=np.float32)
             self.dual_coef_ = coef.astype(np.float64)
             self.intercept_ = float(b)
-            bar.update()
 
             oof = np.empty(n, dtype=np.float64)
-            for train, test in folds:
-                s, c, b = fit_one(Xs, y, train)
+            for (train, test), (s, c, b) in zip(folds, results[1:]):
                 if gram is not None:  # reuse the Gram matrix: K(test, support)
                     oof[test] = gram[np.ix_(test, train[s])] @ c + b
                 else:
                     oof[test] = kernel.decision(Xs[test], Xs[train[s]], c, b)
-                bar.update()
             del gram
             self.platt_a_, self.platt_b_ = fit_platt(oof, y)
             bar.update()
@@ -404,8 +424,20 @@ class RaidDetector:
     def _gram_fitter(self, gram: np.ndarray):
         from sklearn.svm import SVC
 
+        # One buffer per thread serves its folds' sub-matrices: allocating (and first
+        # touching) a fresh 0.7 GB array per fold costs more than the gather itself.
+        local = threading.local()
+
         def fit_one(Xs: np.ndarray, y: np.ndarray, rows: np.ndarray):
-            k = gram if len(rows) == len(gram) else gram[np.ix_(rows, rows)]
+            m = len(rows)
+            if m == len(gram):
+                k = gram
+            else:
+                if getattr(local, "buffer", np.empty(0)).size < m * m:
+                    local.buffer = np.empty(m * m)
+                k = local.buffer[:m * m].reshape(m, m)
+                for c in range(0, m, 256):  # row chunks keep the gather cache-friendly
+                    np.take(gram[rows[c:c + 256]], rows, axis=1, out=k[c:c + 256])
             svc = SVC(C=self.C, kernel="precomputed", tol=self.tol).fit(k, y[rows])
             return svc.support_, svc.dual_coef_[0], svc.intercept_[0]
         return fit_one

@@ -24,10 +24,12 @@ import json
 import logging
 import os
 import uuid
+import warnings
+from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Iterator, Sequence
 
 import lightning as L
 import numpy as np
@@ -181,6 +183,15 @@ class PngWriter(BasePredictionWriter):
                    json.dumps(self.failed))
 
 
+@contextmanager
+def _quiet_batch_indices() -> Iterator[None]:
+    """Our loaders yield whole batches (batch_size=None), so Lightning cannot list the
+    dataset indices of a batch for prediction writers; ours do not use them."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*infer the batch indices.*")
+        yield
+
+
 def output_of(output: Path, key: str) -> Path:
     return output / reconstruction_key(key)
 
@@ -241,7 +252,8 @@ def reconstruct_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLi
         callbacks=[writer, ImagesPerSecondBar()], enable_checkpointing=False,
         enable_model_summary=False, inference_mode=True)
     module = ReconstructionModule(model, opts.precision, opts.latent, opts.seed)
-    trainer.predict(module, datamodule=datamodule, return_predictions=False)
+    with _quiet_batch_indices():
+        trainer.predict(module, datamodule=datamodule, return_predictions=False)
     trainer.strategy.barrier()  # every process has written its images and its part file
     if not trainer.is_global_zero:
         return None
@@ -362,7 +374,7 @@ def build_train(real_dir: str | os.PathLike, vaes: Sequence[str | os.PathLike],
     listing = found.subset([k for k in found.keys if k not in colliding])
 
     config = load_config(opts.arch, opts.probe)
-    model = load_aim(config, opts.backbone, opts.head).truncate()
+    model = load_aim(config, opts.backbone, opts.head, truncate=True)
     dim = config.width
     provenance = aim_provenance(config, opts)
     provenance["training_pairs"] = {
@@ -393,9 +405,10 @@ def build_train(real_dir: str | os.PathLike, vaes: Sequence[str | os.PathLike],
         patch_size=config.image_size, max_pixels=opts.max_pixels,
         same_position=same_position, plan=plan,
         pin_memory=opts.accelerator != "cpu" and torch.cuda.is_available())
-    if not run_prediction(FeatureExtractor(model, opts.compile), datamodule, store, dim,
-                          provenance, opts):
-        return None
+    with _quiet_batch_indices():
+        if not run_prediction(FeatureExtractor(model, opts.compile), datamodule, store, dim,
+                              provenance, opts):
+            return None
     with FeatureStore(store) as fs:
         failures = fs.failures()
         present = set(fs.keys())

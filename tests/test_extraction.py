@@ -18,7 +18,7 @@ from raid.aim import load_aim, load_config
 from raid.cli import main
 from raid.images import load_rgb
 from raid.patches import normalize, patch_rng, rich_patch
-from raid.store import FeatureStore
+from raid.store import FeatureStore, read_shard
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = ["--accelerator", "cpu", "--num-workers", "0"]
@@ -117,7 +117,7 @@ def test_two_processes_give_the_rows_of_one(tiny_aim, tmp_path):
 
 
 def test_a_killed_run_resumes_to_the_uninterrupted_result(tiny_aim, tmp_path):
-    keys = make_images(tmp_path / "in", 40, seed=1)
+    keys = make_images(tmp_path / "in", 60, seed=1)
     ref, store = tmp_path / "ref.h5", tmp_path / "s.h5"
     common = ["--input", str(tmp_path / "in"), *aim_args(tiny_aim), *CPU, "--batch-size", "1"]
     subprocess.run(_cli("extract", "--out", str(ref), *common), check=True, cwd=ROOT,
@@ -125,10 +125,14 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tiny_aim, tmp_path):
     proc = subprocess.Popen(_cli("extract", "--out", str(store), *common), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = tmp_path / "s.h5.parts"
+
+    def committed() -> int:
+        contents = [read_shard(p) for p in parts.glob("*.h5")] if parts.exists() else []
+        return sum(len(c.keys) for c in contents if c is not None)
+
     deadline = time.time() + 120
-    while not any(parts.glob("*.h5")) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # part-way through the batches
+    while committed() < 3 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)  # kill part-way, once a few batches are in a shard
     killed = proc.poll() is None
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

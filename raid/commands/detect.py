@@ -27,8 +27,6 @@ def run(args: argparse.Namespace) -> int:
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
         raise RaidError("output must end in .csv or .json", args.out)
     result = detect(args.paths, args.model, options_from(args))
-    if result is None:  # the other processes of a multi-process run
-        return 0
     print(result.table())
     if args.out:
         print(f"-> {write_detections(result, args.out)}")
