@@ -14,7 +14,10 @@ OUT, of the PNG that `raid reconstruct --output OUT/V` writes for it. Every rand
 is seeded by a key (latent noise by the *image* key, as `raid reconstruct` does; the patch
 by the *row* key, as `raid extract --input OUT` does), so `raid build-train` gives the
 features of `raid reconstruct --output OUT/V` followed by `raid extract --input OUT`, and of
-`raid extract` on the real folder, without writing a single image.
+`raid extract` on the real folder, without writing a single image. (Equal to float
+rounding: run both with the same --batch-size, so the autoencoder sees the same batches.
+Convolutions over other batch shapes, memory layouts or thread counts round differently,
+which can move a reconstruction's floor(x * 255) by one level on a few pixels.)
 
 Each dataset item is one whole batch (the loader runs with `batch_size=None`): the size
 grouping then survives any sampler, including the distributed one Lightning puts in front

@@ -182,6 +182,9 @@ def evaluate_benchmark_store(model: str | os.PathLike, store: str | os.PathLike,
         else:
             missing[g] = "folder not found" if root is not None else "not in the feature store"
     extra = [g for g in groups if g not in config.folders]
+    if root is not None:  # folders under the root that the config does not list
+        extra = sorted(set(extra) | {d.name for d in root.iterdir()
+                                     if d.is_dir() and d.name not in config.folders})
     if not present:
         where = root if root is not None else store
         raise RaidError(f"none of the {len(config.generators)} generators of "
@@ -343,13 +346,15 @@ def run_benchmark(config: BenchmarkConfig, model: str | os.PathLike, out: str | 
     check_feature_size(RaidDetector.load(model), opts.arch, opts.probe, model)
     folder = cache_folder(Path(cache) if cache is not None else out / "features", root, opts)
     sweep = [CLEAN] + [p for p in perturbations if not p.is_clean]
+    wanted = set(config.folders)  # folders under the root that the config does not list stay untouched
     done: list[tuple[Perturbation, SettingResult]] = []
     extra: list[str] = []
     rank_zero = True
     for p in sweep:
         store = folder / f"{p.name}.h5"
         log.info("%s: features of %s -> %s", p.name, root, store)
-        summary = extract(root, store, replace(opts, perturbation=p))
+        summary = extract(root, store, replace(opts, perturbation=p),
+                          only=lambda key: key.split("/", 1)[0] in wanted)
         if summary is None:  # another process of a multi-process run: extract, no report
             rank_zero = False
             continue

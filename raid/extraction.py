@@ -19,7 +19,7 @@ import os
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import lightning as L
 import numpy as np
@@ -201,15 +201,18 @@ def run_prediction(module: L.LightningModule, datamodule: L.LightningDataModule,
     return trainer.is_global_zero
 
 
-def extract(input_dir: str | os.PathLike, store: str | os.PathLike,
-            opts: ExtractOptions) -> ExtractSummary | None:
-    """Extract the features of every image under `input_dir` that `store` lacks.
+def extract(input_dir: str | os.PathLike, store: str | os.PathLike, opts: ExtractOptions,
+            only: Callable[[str], bool] | None = None) -> ExtractSummary | None:
+    """Extract the features of every image under `input_dir` (whose key `only` accepts,
+    when given) that `store` lacks.
 
     Returns the summary on global rank 0 and None on the other processes of a
     multi-process run.
     """
     store = Path(store)
     listing = discover_images(input_dir)
+    if only is not None:
+        listing = listing.subset([k for k in listing.keys if only(k)])
     config = load_config(opts.arch, opts.probe)
     model = load_aim(config, opts.backbone, opts.head, truncate=True)
     provenance = aim_provenance(config, opts)

@@ -4,6 +4,7 @@ random diffusers autoencoders and a tiny random AIM saved like the real ones).""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -222,3 +223,11 @@ def test_build_train_refuses_another_autoencoder_set(tmp_path: Path, models, tin
     assert main([*args, "--vae", str(models["vae2"])]) == 2
     err = capsys.readouterr().err
     assert "training_pairs.autoencoders" in err and str(store) in err
+
+
+def test_bench_reconstruct_tiny_prints_both_rates(capsys):
+    assert main(["bench", "reconstruct", "--tiny", "--n", "2", "--batch-size", "2",
+                 "--height", "32", "--width", "40", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "seed-style loop" in out and "RAID Reconstructor" in out
+    assert re.search(r"ratio: [\d.]+x", out)

@@ -91,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
     name = "tiny AutoencoderKL" if args.tiny else "SD 1.x VAE architecture (random weights)"
     print(f"reconstruction, {n} images of {args.width} x {args.height}, {name}, {device}, "
           f"torch threads {torch.get_num_threads()}")
-    print(f"  seed-style loop (batch 1, fp32):           {n / seed_time:9.2f} images/s")
+    print(f"  seed-style loop (batch 1, fp32):           {n / seed_time:9.3f} images/s")
     print(f"  RAID Reconstructor (batch {args.batch_size}, {precision}):"
-          f"{' ' * max(1, 14 - len(str(args.batch_size)) - len(precision))}{n / raid_time:9.2f} images/s")
+          f"{' ' * max(1, 14 - len(str(args.batch_size)) - len(precision))}{n / raid_time:9.3f} images/s")
     print(f"  ratio: {seed_time / raid_time:.2f}x")
     return 0

@@ -31,11 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--perturb", nargs="+", default=[], metavar="SPEC",
                    help="robustness settings, e.g. jpeg=95,75,50 blur=1,2 resize=0.5 "
                         "noise=0.05 (clean is always evaluated too)")
-    add_model_arguments(p)
-    # With --features the AIM options are not needed: relax what add_model_arguments requires.
-    for action in p._actions:
-        if action.dest in ("arch", "backbone"):
-            action.required = False
+    add_model_arguments(p, required=False)  # not needed with --features
     add_run_arguments(p)
 
 

@@ -14,13 +14,13 @@ HELP = ("extract AIM v1 features (one texture-rich patch per image) of every ima
         "--input into an HDF5 store; a second run extracts only what is missing")
 
 
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
+def add_model_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
     """The AIM options, shared by every command that extracts features."""
     g = p.add_argument_group("AIM model")
-    g.add_argument("--arch", required=True,
+    g.add_argument("--arch", required=required,
                    help="600m, 1b, 3b, 7b, or a YAML file with width, depth, heads, "
                         "probe_layers, patch_size, image_size")
-    g.add_argument("--backbone", required=True,
+    g.add_argument("--backbone", required=required,
                    help="official backbone .pth (or one merged .pth/.safetensors state dict)")
     g.add_argument("--head", default=None, help="official attention-probe head .pth")
     g.add_argument("--probe", choices=["best", "last"], default="best",
