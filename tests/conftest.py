@@ -34,14 +34,7 @@ def bad_images() -> Path:
     return require_shared("bad-images")
 
 
-TINY_AIM_YAML = """\
-width: 32
-depth: 3
-heads: 2
-probe_layers: [0, 1]
-patch_size: 14
-image_size: 56
-"""
+from raid.demo import TINY_AIM_YAML  # noqa: E402  (the demo's tiny AIM serves the tests too)
 
 
 @pytest.fixture(scope="session")

@@ -37,13 +37,19 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="32 = float32; bf16-mixed = bfloat16 autocast (GPUs)")
     g.add_argument("--seed", type=int, default=0,
                    help="run seed: each file's patch is drawn from (seed, its path)")
+    add_device_arguments(g)
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (GPUs)")
+
+
+def add_device_arguments(g) -> None:
+    """Where a Lightning run goes and which images it refuses: shared by every command
+    that runs over image folders."""
     g.add_argument("--accelerator", choices=["cpu", "gpu", "auto"], default="auto")
     g.add_argument("--devices", default="auto", help="devices per node (a number or auto)")
     g.add_argument("--strategy", choices=["auto", "ddp"], default="auto")
     g.add_argument("--num-nodes", type=int, default=1)
     g.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="refuse images with more pixels than this, before decoding")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model (GPUs)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ import argparse
 import os
 
 from raid.autoencoders import LATENTS, PRECISIONS
-from raid.images import DEFAULT_MAX_PIXELS
+from raid.commands.extract import add_device_arguments
 from raid.reconstruction import ReconstructOptions, reconstruct_folder
 
 NAME = "reconstruct"
@@ -30,12 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=16, help="images of one size per batch")
     g.add_argument("--num-workers", type=int, default=min(8, os.cpu_count() or 1),
                    help="image decoding processes per device")
-    g.add_argument("--accelerator", choices=["cpu", "gpu", "auto"], default="auto")
-    g.add_argument("--devices", default="auto", help="devices per node (a number or auto)")
-    g.add_argument("--strategy", choices=["auto", "ddp"], default="auto")
-    g.add_argument("--num-nodes", type=int, default=1)
-    g.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                   help="refuse images with more pixels than this, before decoding")
+    add_device_arguments(g)
 
 
 def run(args: argparse.Namespace) -> int:
