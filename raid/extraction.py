@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -241,9 +241,3 @@ def extract(input_dir: str | os.PathLike, store: str | os.PathLike, opts: Extrac
         already=state.get("already", 0),
         failed={k: v for k, v in failures.items() if k in wanted},
         skipped=listing.other_files, dropped_shards=state.get("dropped", 0))
-
-
-def options_dict(opts: ExtractOptions) -> dict:
-    d = asdict(opts)
-    d["perturbation"] = opts.perturbation.name
-    return d
