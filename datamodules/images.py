@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from raid import layout
-from raid.errors import RaidError
-from raid.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_rgb
-from raid.patches import PATCH_SIZE, patch_rng, rich_patch
-from raid.perturb import CLEAN, Perturbation
+from raid.primitives import layout
+from raid.primitives.errors import RaidError
+from raid.primitives.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_rgb
+from raid.primitives.patches import PATCH_SIZE, patch_rng, rich_patch
+from raid.primitives.perturb import CLEAN, Perturbation
 
 
 @dataclass
@@ -43,7 +43,7 @@ class ImageListing:
 
 def discover_images(root: str | Path, group: str | None = None) -> ImageListing:
     """Every image under `root` (recursive, any letter case of the suffix, hidden names too);
-    label and group as `raid.layout` says, or `group` for all."""
+    label and group as `raid.primitives.layout` says, or `group` for all."""
     root = Path(root)
     if not root.is_dir():
         raise RaidError("no such folder", root)

@@ -2,10 +2,10 @@
 
 Two consumers share the size-grouped batches:
 
-* `raid reconstruct` (`raid.reconstruction`) feeds them to an autoencoder and writes PNGs.
+* `raid reconstruct` (`raid.pipelines.reconstruction`) feeds them to an autoencoder and writes PNGs.
 * `PairedDataModule` (what `raid build-train` runs) reconstructs them on the device in
   `on_after_batch_transfer` with frozen autoencoders, then chooses the texture-rich patch
-  of every real and reconstructed image, and hands `raid.extraction.FeatureExtractor` the
+  of every real and reconstructed image, and hands `raid.pipelines.extraction.FeatureExtractor` the
   same flat batch that `ImageFolderDataModule` gives it (key, label, group, patch, error).
 
 Keys: a real row keeps its image key (label 0, group "real"). The reconstruction of image
@@ -37,12 +37,12 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.images import ImageListing, make_loader, run_plan
-from raid.autoencoders import Reconstructor
-from raid.errors import RaidError
-from raid.images import DEFAULT_MAX_PIXELS, load_rgb
-from raid.layout import FAKE, REAL
-from raid.patches import PATCH_SIZE, patch_rng, rich_patch, select_rich_patch
-from raid.seeding import stable_seed
+from raid.models.autoencoders import Reconstructor
+from raid.primitives.errors import RaidError
+from raid.primitives.images import DEFAULT_MAX_PIXELS, load_rgb
+from raid.primitives.layout import FAKE, REAL
+from raid.primitives.patches import PATCH_SIZE, patch_rng, rich_patch, select_rich_patch
+from raid.primitives.seeding import stable_seed
 
 REAL_GROUP = "real"
 Size = tuple[int, int]
@@ -165,7 +165,7 @@ class ImageBatches(Dataset):
     """Item b = batch b of whole images: keys, labels, groups, errors, and the decoded
     images stacked per shape as uint8 (n, 3, H, W) tensors with the row indices they hold.
 
-    Files are decoded with `raid.images.load_rgb` (extraction's policies); a file that
+    Files are decoded with `raid.primitives.images.load_rgb` (extraction's policies); a file that
     fails is a row with its reason and no image. A file whose decoded size differs from
     its header still works: stacking is by decoded shape.
     """

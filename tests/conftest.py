@@ -34,14 +34,14 @@ def bad_images() -> Path:
     return require_shared("bad-images")
 
 
-from raid.demo import TINY_AIM_YAML  # noqa: E402  (the demo's tiny AIM serves the tests too)
+from raid.pipelines.demo import TINY_AIM_YAML  # noqa: E402  (the demo's tiny AIM serves the tests too)
 
 
 @pytest.fixture(scope="session")
 def tiny_aim(tmp_path_factory) -> dict:
     """A tiny random-weight AIM saved in the official two-file layout: the CLI arguments
     (--arch, --backbone, --head) as a dict of paths."""
-    from raid.aim import load_config, random_aim, save_official_checkpoint
+    from raid.models.aim import load_config, random_aim, save_official_checkpoint
 
     d = tmp_path_factory.mktemp("tiny_aim")
     (d / "tiny.yaml").write_text(TINY_AIM_YAML)

@@ -21,10 +21,10 @@ import torch
 from PIL import Image
 
 from datamodules.images import ImageFolderDataModule, discover_images
-from raid.aim import AimConfig, build_aim, load_config
-from raid.extraction import PRECISIONS, FeatureExtractor, ShardPredictionWriter, parts_dir_of
-from raid.patches import normalize, patch_rng, patch_scores_reference, draw_candidates
-from raid.store import merge_shards
+from raid.models.aim import AimConfig, build_aim, load_config
+from raid.pipelines.extraction import PRECISIONS, FeatureExtractor, ShardPredictionWriter, parts_dir_of
+from raid.primitives.patches import normalize, patch_rng, patch_scores_reference, draw_candidates
+from raid.store.store import merge_shards
 
 HELP = "images/s of RAID's feature extraction against a seed-style loop (batch 1, fp32, all blocks)"
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, SXM

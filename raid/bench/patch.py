@@ -1,8 +1,8 @@
 """`raid bench patch`: texture-rich patch selection, seed-style loop against RAID's.
 
 Seed style: the image as a float32 array, 192 candidate patches scored one by one with
-numpy (`raid.patches.patch_scores_reference`), first maximum kept. RAID: all 192 scores at
-once from summed-area tables (`raid.patches.select_rich_patch`). Both draw from a
+numpy (`raid.primitives.patches.patch_scores_reference`), first maximum kept. RAID: all 192 scores at
+once from summed-area tables (`raid.primitives.patches.select_rich_patch`). Both draw from a
 `random.Random` with the same seed per image, so they must choose the same patch; the run
 fails (exit code 1) if any choice differs.
 """
@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from raid.errors import RaidError
-from raid.patches import (CANDIDATES, PATCH_SIZE, draw_candidates, patch_scores_reference,
+from raid.primitives.errors import RaidError
+from raid.primitives.patches import (CANDIDATES, PATCH_SIZE, draw_candidates, patch_scores_reference,
                           select_rich_patch)
 
 HELP = "texture-rich patch selection: seed-style per-patch loop vs summed-area tables"

@@ -1,6 +1,6 @@
 """`raid bench reconstruct`: autoencoder reconstruction, seed-style loop against RAID's path.
 
-Seed style (`raid.autoencoders.reconstruct_seed_style`): one image at a time, float32, the
+Seed style (`raid.models.autoencoders.reconstruct_seed_style`): one image at a time, float32, the
 latent sampled by diffusers with one shared generator. RAID: `Reconstructor.reconstruct` on
 batches of equal-size images with per-image seeded noise, in the chosen precision. Both
 include the host-device transfers and the 8-bit conversion; neither reads or writes files.
@@ -16,10 +16,10 @@ import time
 import numpy as np
 import torch
 
-from raid.autoencoders import (PRECISIONS, Reconstructor, reconstruct_seed_style,
+from raid.models.autoencoders import (PRECISIONS, Reconstructor, reconstruct_seed_style,
                                sd_vae_config, tiny_autoencoder_kl)
 from raid.bench.patch import synthetic_images
-from raid.seeding import stable_seed
+from raid.primitives.seeding import stable_seed
 
 HELP = "autoencoder reconstruction: seed-style loop (batch 1, fp32) vs RAID's batched path"
 

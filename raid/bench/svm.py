@@ -61,9 +61,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from sklearn.svm import SVC
 
-    from raid.detector import RaidDetector, cuml_available
-    from raid.errors import RaidError
-    from raid.npyio import read_npy_tree
+    from raid.svm.detector import RaidDetector, cuml_available
+    from raid.primitives.errors import RaidError
+    from raid.store.npyio import read_npy_tree
 
     tree = read_npy_tree(args.features)
     X, y = tree.features, tree.labels.astype(np.int64)

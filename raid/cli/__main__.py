@@ -1,0 +1,5 @@
+import sys
+
+from raid.cli.main import main
+
+sys.exit(main())

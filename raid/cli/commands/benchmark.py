@@ -1,0 +1,51 @@
+"""`raid benchmark`: a saved detector on every generator of a benchmark, clean and perturbed."""
+
+from __future__ import annotations
+
+import argparse
+
+from raid.pipelines.benchmark import load_benchmark_config, run_benchmark
+from raid.cli.commands.extract import add_model_arguments, add_run_arguments, options_from
+from raid.primitives.errors import RaidError
+from raid.primitives.perturb import parse_sweep
+
+NAME = "benchmark"
+HELP = ("evaluate a detector on every generator folder of a benchmark (ROOT/<generator>/"
+        "[<subset>/]{0_real,1_fake}) or on a ready feature store, optionally under "
+        "perturbations; writes the paper's table per setting and a robustness plot")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True,
+                   help="benchmark YAML listing the generator folders (e.g. "
+                        "configs/benchmark/aigcdetect.yaml)")
+    p.add_argument("--model", required=True, help="model file written by `raid fit`")
+    p.add_argument("--out", required=True, help="report folder (one subfolder per setting)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--root", help="benchmark image folder (features are extracted, cached)")
+    src.add_argument("--features",
+                     help="feature store (.h5) of the benchmark, e.g. the seed's test features "
+                          "imported with `raid import-npy`; no images, no AIM options")
+    p.add_argument("--cache", default=None,
+                   help="folder of cached feature stores (default: OUT/features)")
+    p.add_argument("--perturb", nargs="+", default=[], metavar="SPEC",
+                   help="robustness settings, e.g. jpeg=95,75,50 blur=1,2 resize=0.5 "
+                        "noise=0.05 (clean is always evaluated too)")
+    add_model_arguments(p, required=False)  # not needed with --features
+    add_run_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_benchmark_config(args.config)
+    perturbations = parse_sweep(args.perturb) if args.perturb else []
+    opts = None
+    if args.root is not None:
+        if not args.arch or not args.backbone:
+            raise RaidError("--root needs the AIM options --arch and --backbone (and --head)")
+        opts = options_from(args)
+    summary = run_benchmark(config, args.model, args.out, root=args.root, opts=opts,
+                            perturbations=perturbations, features=args.features,
+                            cache=args.cache)
+    if summary is not None:  # None on the other processes of a multi-process run
+        print("\n".join(summary.lines()))
+    return 0

@@ -1,0 +1,33 @@
+"""`raid import-npy`: the seed's per-image .npy features into a feature store."""
+
+from __future__ import annotations
+
+import argparse
+
+from raid.store.npyio import import_npy
+
+NAME = "import-npy"
+HELP = ("import the seed's per-image .npy features (SRC/{0_real,1_fake}/*.npy or "
+        "SRC/<generator>/[<subset>/]{0_real,1_fake}/*.npy) into a feature store")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", help="folder of .npy files")
+    p.add_argument("--out", required=True, help="feature store (.h5) to create or extend")
+    p.add_argument("--group", default=None,
+                   help="group name for every row (default: the first folder under SRC, or "
+                        "SRC's own name when the label folders sit directly under it)")
+
+
+def run(args: argparse.Namespace) -> int:
+    s = import_npy(args.src, args.out, group=args.group)
+    for key, reason in s.skipped:
+        print(f"skipped {key}: {reason}")
+    print(f"added {s.added} rows to {args.out} ({s.already_present} already present, "
+          f"{len(s.skipped)} skipped, {s.other_files} other files ignored)")
+    for group, by_label in s.counts.items():
+        print(f"  {group}: " + ", ".join(f"{_LABEL[l]} {n}" for l, n in sorted(by_label.items())))
+    return 0
+
+
+_LABEL = {0: "real", 1: "generated", -1: "unknown"}

@@ -1,0 +1,127 @@
+"""The seed's per-image `.npy` feature layout, in and out of the feature store.
+
+Import reads `SRC/{0_real,1_fake}/*.npy` (the published training features) and
+`SRC/<generator>/[<subset>/]{0_real,1_fake}/*.npy` (the published test features); label and
+group follow `raid.primitives.layout`, and the key is the file's path relative to SRC. Export writes
+one `(1, D)` float32 `.npy` per row, so the seed's own scripts can read RAID's features.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from raid.primitives import layout
+from raid.primitives.errors import RaidError
+from raid.primitives.fileio import atomic_path
+from raid.primitives.progress import Progress
+from raid.store.store import FeatureStore, StoreWriter
+
+log = logging.getLogger(__name__)
+NPY_PROVENANCE = {"extractor": "imported-npy"}
+
+
+@dataclass
+class NpyTree:
+    keys: list[str]
+    features: np.ndarray  # (n, D) float32
+    labels: np.ndarray  # (n,) int8
+    groups: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (key, reason)
+    other_files: int = 0
+
+
+def read_npy_tree(src: str | os.PathLike, group: str | None = None,
+                  dim: int | None = None) -> NpyTree:
+    """Read every `.npy` under `src`. Arrays that are not float vectors of shape (D,) or
+    (1, D), or whose D differs from `dim` (default: the most common D), are skipped and
+    reported by name."""
+    src = Path(src)
+    if not src.is_dir():
+        raise RaidError("no such folder", src)
+    keys, others = layout.walk(src, frozenset({".npy"}))
+    arrays: dict[str, np.ndarray] = {}
+    skipped: list[tuple[str, str]] = []
+    with Progress("reading .npy", len(keys), "files") as bar:
+        for key in keys:
+            bar.update()
+            try:
+                a = np.load(src / key, allow_pickle=False)
+            except Exception as exc:  # any unreadable file is reported, not fatal
+                skipped.append((key, f"not a readable .npy file ({str(exc).splitlines()[0]})"))
+                continue
+            if not np.issubdtype(a.dtype, np.floating) or not (
+                    a.ndim == 1 or (a.ndim == 2 and a.shape[0] == 1)) or a.size == 0:
+                skipped.append((key, f"not a float vector of shape (D,) or (1, D): "
+                                     f"{a.dtype} {a.shape}"))
+                continue
+            arrays[key] = a.reshape(-1)
+    if dim is None and arrays:
+        dim = Counter(a.size for a in arrays.values()).most_common(1)[0][0]
+    kept = []
+    for key, a in arrays.items():
+        if a.size != dim:
+            skipped.append((key, f"feature size {a.size} differs from {dim}"))
+        else:
+            kept.append(key)
+    feats = np.stack([arrays[k] for k in kept]).astype(np.float32) if kept \
+        else np.zeros((0, dim or 0), np.float32)
+    return NpyTree(
+        keys=kept, features=feats,
+        labels=np.array([layout.label_of(k) for k in kept], dtype=np.int8),
+        groups=[group or layout.group_of(k, src) for k in kept],
+        skipped=sorted(skipped), other_files=len(others))
+
+
+@dataclass
+class ImportSummary:
+    added: int
+    already_present: int
+    skipped: list[tuple[str, str]]
+    other_files: int
+    counts: dict
+
+
+def import_npy(src: str | os.PathLike, store: str | os.PathLike,
+               group: str | None = None) -> ImportSummary:
+    """Import a `.npy` tree into a store (created if missing); rows already there are kept."""
+    store = Path(store)
+    dim = None
+    if store.exists():
+        with FeatureStore(store) as existing:
+            dim = existing.dim
+    tree = read_npy_tree(src, group=group, dim=dim)
+    for key, reason in tree.skipped:
+        log.warning("skipped %s: %s", Path(src) / key, reason)
+    if not tree.keys:
+        raise RaidError("no usable .npy feature files found", src)
+    with StoreWriter(store, tree.features.shape[1], NPY_PROVENANCE) as w:
+        added = w.append(tree.keys, tree.features, tree.labels, tree.groups)
+        counts = w.counts()
+    return ImportSummary(added, len(tree.keys) - added, tree.skipped, tree.other_files, counts)
+
+
+def export_path(out: Path, key: str) -> Path:
+    """Imported rows keep their key; rows of images get `.npy` appended (`a.jpg.npy`), so two
+    images that differ only by suffix never collide."""
+    return out / (key if key.endswith(".npy") else key + ".npy")
+
+
+def export_npy(store: str | os.PathLike, out: str | os.PathLike) -> int:
+    """Write one (1, D) float32 `.npy` per row under `out`; returns the number written."""
+    out = Path(out)
+    written = 0
+    with FeatureStore(store) as fs, Progress("exporting", len(fs), "rows") as bar:
+        for rows in fs.iter_batches():
+            for key, vec in zip(rows.keys, rows.features):
+                target = export_path(out, key)
+                with atomic_path(target, fsync=False) as tmp, open(tmp, "wb") as fh:
+                    np.save(fh, vec.reshape(1, -1).astype(np.float32))
+                written += 1
+                bar.update()
+    return written
