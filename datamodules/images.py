@@ -2,14 +2,16 @@
 
 Each item is one file: its key (path relative to the root), label, group and either its
 224 x 224 uint8 patch or the reason it could not be read. A broken file is an item too,
-so it is recorded by the writer and the run goes on.
+so it is recorded by the writer and the run goes on. How a file becomes a patch can be
+given (`prepare`): the extraction passes `raid.pipelines.featurizer.FilePatches`, the very
+code its in-memory featurizer runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import lightning as L
 import numpy as np
@@ -52,6 +54,19 @@ def discover_images(root: str | Path, group: str | None = None) -> ImageListing:
                         [group or layout.group_of(k, root) for k in keys], others)
 
 
+@dataclass
+class WorkPlan:
+    """What a run's planning decided (on global rank 0, shared with every process): the
+    keys still to do, rows found already done, damaged shards of an earlier run dropped."""
+
+    keys: list[str]
+    already: int = 0
+    dropped: int = 0
+
+    def __iter__(self):  # `keys, already, dropped = plan`
+        return iter((self.keys, self.already, self.dropped))
+
+
 def read_image(root: Path, key: str, max_pixels: int | None, seed: int,
                perturbation: Perturbation = CLEAN) -> np.ndarray:
     """Decode one image and apply the perturbation (which comes before the patch choice)."""
@@ -60,13 +75,15 @@ def read_image(root: Path, key: str, max_pixels: int | None, seed: int,
 
 
 class PatchDataset(Dataset):
-    """One texture-rich patch per image; the patch rng is seeded from (seed, key)."""
+    """One texture-rich patch per image; the patch rng is seeded from (seed, key).
+    `prepare(root, key) -> (patch, error)`, when given, makes the patch instead."""
 
     def __init__(self, listing: ImageListing, seed: int = 0, size: int = PATCH_SIZE,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                 perturbation: Perturbation = CLEAN):
+                 perturbation: Perturbation = CLEAN,
+                 prepare: Callable[[Path, str], tuple[np.ndarray, str]] | None = None):
         self.listing, self.seed, self.size = listing, seed, size
-        self.max_pixels, self.perturbation = max_pixels, perturbation
+        self.max_pixels, self.perturbation, self.prepare = max_pixels, perturbation, prepare
 
     def __len__(self) -> int:
         return len(self.listing.keys)
@@ -75,6 +92,10 @@ class PatchDataset(Dataset):
         key = self.listing.keys[i]
         item = {"key": key, "label": self.listing.labels[i], "group": self.listing.groups[i],
                 "error": ""}
+        if self.prepare is not None:
+            patch, item["error"] = self.prepare(self.listing.root, key)
+            item["patch"] = torch.from_numpy(patch)
+            return item
         try:
             image = read_image(self.listing.root, key, self.max_pixels, self.seed,
                                self.perturbation)
@@ -88,30 +109,37 @@ class PatchDataset(Dataset):
 
 class ImageFolderDataModule(L.LightningDataModule):
     """Prediction data over the images of one folder, or the subset of them that `plan`
-    (called on global rank 0 only, once the processes are up) returns as keys; the other
-    processes receive the same list, so every process agrees on the work."""
+    (called on global rank 0 only, once the processes are up) returns, as a `WorkPlan` or
+    a list of keys; the other processes receive the same answer, so every process agrees
+    on the work. The answer is kept as `self.work`."""
 
     def __init__(self, listing: ImageListing, batch_size: int = 64, num_workers: int = 0,
                  seed: int = 0, patch_size: int = PATCH_SIZE,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS,
                  perturbation: Perturbation = CLEAN, pin_memory: bool = False,
-                 plan: Callable[[], list[str]] | None = None):
+                 plan: Callable[[], WorkPlan | list[str]] | None = None,
+                 prepare: Callable[[Path, str], tuple[np.ndarray, str]] | None = None):
         super().__init__()
         self.listing = listing
-        self.dataset = PatchDataset(listing, seed, patch_size, max_pixels, perturbation)
+        self.dataset = PatchDataset(listing, seed, patch_size, max_pixels, perturbation,
+                                    prepare)
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.plan = plan
+        self.work: WorkPlan | None = None
 
     def setup(self, stage: str) -> None:
         if self.plan is not None:
-            self.dataset.listing = self.listing.subset(run_plan(self.trainer, self.plan))
+            answer = run_plan(self.trainer, self.plan)
+            self.work = answer if isinstance(answer, WorkPlan) else WorkPlan(list(answer))
+            self.dataset.listing = self.listing.subset(self.work.keys)
 
     def predict_dataloader(self) -> DataLoader:
         return make_loader(self.dataset, self.batch_size, self.num_workers, self.pin_memory)
 
 
-def run_plan(trainer: L.Trainer | None, plan: Callable[[], list[str]]) -> list[str]:
-    """Call `plan` on global rank 0 and give its answer (or its error) to every process."""
+def run_plan(trainer: L.Trainer | None, plan: Callable[[], Any]) -> Any:
+    """Call `plan` on global rank 0 and give its (picklable) answer, or its error, to every
+    process."""
     answer: tuple[str, object] | None = None
     if trainer is None or trainer.is_global_zero:
         try:

@@ -22,8 +22,10 @@ from PIL import Image
 
 from datamodules.images import ImageFolderDataModule, discover_images
 from raid.models.aim import AimConfig, build_aim, load_config
-from raid.pipelines.extraction import PRECISIONS, FeatureExtractor, ShardPredictionWriter, parts_dir_of
-from raid.primitives.patches import normalize, patch_rng, patch_scores_reference, draw_candidates
+from raid.pipelines.extraction import (PRECISIONS, FeatureExtractor, ShardPredictionWriter,
+                                       parts_dir_of)
+from raid.primitives import synthetic
+from raid.primitives.patches import draw_candidates, normalize, patch_rng, patch_scores_reference
 from raid.store.store import merge_shards
 
 HELP = "images/s of RAID's feature extraction against a seed-style loop (batch 1, fp32, all blocks)"
@@ -49,16 +51,6 @@ def flops_per_image(c: AimConfig, blocks: int) -> float:
     n, d = c.num_tokens, c.width
     per_block = 2 * n * 12 * d * d + 4 * n * n * d
     return blocks * per_block + 2 * n * 3 * c.patch_size ** 2 * d
-
-
-def write_jpegs(folder: Path, n: int, side: int) -> None:
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
-    for i in range(n):
-        base = np.stack([yy * 200 * rng.random(), xx * 200 * rng.random(),
-                         (yy + xx) * 100 * rng.random()], -1)
-        img = np.clip(base + rng.normal(0, 20, (side, side, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(img).save(folder / f"img{i:05d}.jpg", quality=90)
 
 
 def _sync(device: torch.device) -> None:
@@ -151,8 +143,9 @@ def run(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
-        folder.mkdir()
-        write_jpegs(folder, max(args.n, args.seed_n), args.image_size)
+        side = args.image_size
+        synthetic.write_images(folder, {f"img{i:05d}.jpg": (side, side)
+                                        for i in range(max(args.n, args.seed_n))}, quality=90)
         e_seed = seed_style_images_per_s(model, folder, args.seed_n, size, device)
         e_raid = raid_images_per_s(model, folder, args, precision,
                                    "gpu" if device.type == "cuda" else "cpu", size)

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from raid.models.autoencoders import (PRECISIONS, Reconstructor, reconstruct_seed_style,
-                               sd_vae_config, tiny_autoencoder_kl)
-from raid.bench.patch import synthetic_images
+                                      sd_vae_config, tiny_autoencoder_kl)
+from raid.primitives import synthetic
 from raid.primitives.seeding import stable_seed
 
 HELP = "autoencoder reconstruction: seed-style loop (batch 1, fp32) vs RAID's batched path"
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         model = (tiny_autoencoder_kl(args.seed, num_blocks=4) if args.tiny
                  else AutoencoderKL(**sd_vae_config()))
     model = model.to(device).eval().requires_grad_(False)
-    images = synthetic_images(args.n, args.height, args.width, args.seed)
+    images = synthetic.images(args.n, args.height, args.width, args.seed)
     keys = [f"bench/{i:05d}.png" for i in range(args.n)]
     seeds = [stable_seed(args.seed, k, "noise") for k in keys]
     rec = Reconstructor(model, precision=precision)

@@ -1,23 +1,41 @@
-"""`raid bench svm`: RAID's SVM against plain scikit-learn SVC, measured in one run.
+"""`raid bench svm`: RAID's SVM as a user meets it, against scikit-learn and ThunderSVM.
 
-Both sides train on the same rows and score the same rows. Plain side:
-`SVC(kernel="rbf", C=1, gamma=1/D).fit` and `.predict`; RAID side: `RaidDetector.fit`
-(Platt calibration included, so RAID does six SVM fits to the plain side's one) and
-`predict_proba`. Accuracy is measured on held-out pairs when --holdout > 0, else on the
-scored training rows (the same rows for both sides). RAID's label is P(generated) > 0.5; "agree" is the
-fraction of scored rows where the sign of RAID's decision value equals plain SVC's label
-(the same SVM, whatever the Platt threshold does).
+All sides train on the same rows and score the same rows, in one run:
+- RAID, whole commands: `raid fit` and `raid evaluate` run as separate processes
+  (`python -m raid.cli ...`) on feature stores written here, timed from start to exit
+  (start-up, imports, store reading, the report and its plot included).
+- RAID, kernel: `RaidDetector.fit` (Platt calibration included: six SVM fits) and
+  `predict_proba`, in this process on arrays already in memory.
+- scikit-learn `SVC(kernel="rbf", C=1, gamma=1/D)`: `fit` uncalibrated and `predict` (the
+  reference of the goals); with `--peers sklearn-proba` also `SVC(probability=True)`.
+- ThunderSVM-CPU with the seed's recipe, `SVC(kernel="rbf", probability=True)` (C = 1,
+  gamma 1/D): `fit` and `predict_proba`; skipped, with a line saying so, when
+  `thundersvm` does not import (`pip install -e ".[bench]"`).
+Peers run on arrays in memory (their imports and data loading are not timed).
+
+Accuracy is measured on held-out pairs when --holdout > 0, else on the scored training
+rows. RAID's label is P(generated) > 0.5; "agree" is the fraction of scored rows where the
+sign of RAID's decision value equals plain SVC's label.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-HELP = "SVM: RAID's fit and scoring against plain scikit-learn SVC (time ratios, accuracy)"
+HELP = ("SVM: `raid fit` / `raid evaluate` as whole commands and RAID's kernel against "
+        "scikit-learn SVC and ThunderSVM-CPU (time ratios, accuracy)")
+PEERS = ("sklearn", "sklearn-proba", "thundersvm")
+# Goals of the project for the whole commands (printed beside the ratios).
+GOALS = {("fit", "sklearn"): 6.0, ("fit", "thundersvm"): 3.0, ("score", "sklearn"): 30.0}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,8 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fraction of pairs held out for scoring and accuracy; "
                              "0 = score training rows")
     parser.add_argument("--backend", default="all", choices=["all", "sklearn", "cuml"],
-                        help="RAID rows to run: all = the CPU backend with the kernel on the "
+                        help="RAID kernel rows: all = the CPU backend with the kernel on the "
                              "CPU, plus (when present) on the GPU, plus cuML")
+    parser.add_argument("--peers", nargs="+", choices=PEERS, default=["sklearn", "thundersvm"],
+                        help="peers to run: sklearn = plain SVC (uncalibrated), sklearn-proba "
+                             "= SVC(probability=True) (about 5x longer), thundersvm = "
+                             "ThunderSVM-CPU SVC(probability=True), the seed's classifier")
+    parser.add_argument("--no-commands", dest="commands", action="store_false",
+                        help="skip the whole-command rows (kernel and peers only)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the row selection")
 
 
@@ -57,15 +81,73 @@ def _timed(fn):
     return out, time.perf_counter() - t
 
 
+class Row:
+    """One side of the comparison: fit and score times, accuracy, agreement with SVC."""
+
+    def __init__(self, name: str, fit_s: float, score_s: float, accuracy: float,
+                 agree: float | None = None):
+        self.name, self.fit_s, self.score_s = name, fit_s, score_s
+        self.accuracy, self.agree = accuracy, agree
+
+
+def _write_store(path: Path, tree, idx: np.ndarray) -> None:
+    from raid.store.npyio import NPY_PROVENANCE
+    from raid.store.store import StoreWriter
+
+    with StoreWriter(path, tree.features.shape[1], NPY_PROVENANCE) as w:
+        w.append([tree.keys[i] for i in idx], tree.features[idx], tree.labels[idx],
+                 [tree.groups[i] for i in idx])
+
+
+def _command(args: list[str], cwd: Path) -> float:
+    """Run `python -m raid.cli ARGS` as a user would; its wall time from start to exit."""
+    from raid.primitives.errors import RaidError
+
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "raid.cli", *args], cwd=cwd,
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise RaidError(f"`raid {' '.join(args)}` failed (exit {done.returncode}): "
+                        + " / ".join(tail))
+    return seconds
+
+
+def _commands(tree, train: np.ndarray, score: np.ndarray, ysc: np.ndarray) -> tuple[Row, Path]:
+    """`raid fit` on a store of the training rows, `raid evaluate` on one of the scored rows."""
+    work = Path(tempfile.mkdtemp(prefix="raid-bench-svm-"))
+    _write_store(work / "train.h5", tree, train)
+    _write_store(work / "score.h5", tree, score)
+    fit_s = _command(["fit", "train.h5", "--out", "model.safetensors"], work)
+    score_s = _command(["evaluate", "model.safetensors", "score.h5", "--out", "report"], work)
+    groups = json.loads((work / "report" / "metrics.json").read_text())["groups"]
+    correct = sum(m["accuracy"] * m["n"] for m in groups.values())
+    accuracy = correct / sum(m["n"] for m in groups.values())
+    return Row("RAID `raid fit` / `raid evaluate`", fit_s, score_s, accuracy), work
+
+
+def _thundersvm():
+    try:
+        from thundersvm import SVC
+    except Exception as exc:  # ImportError, or an old binary that fails to load (OSError)
+        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return SVC, ""
+
+
 def run(args: argparse.Namespace) -> int:
+    import shutil
+
     import torch
     from sklearn.svm import SVC
 
-    from raid.svm.detector import RaidDetector, cuml_available
     from raid.primitives.errors import RaidError
     from raid.store.npyio import read_npy_tree
+    from raid.svm.detector import RaidDetector, cuml_available
 
     tree = read_npy_tree(args.features)
+    if len(np.unique(tree.labels)) < 2:
+        raise RaidError("needs both real (0_real) and generated (1_fake) features", args.features)
     X, y = tree.features, tree.labels.astype(np.int64)
     train, test = _select(_pairs(tree.keys), args.n, args.holdout, args.seed)
     rng = np.random.default_rng(args.seed + 1)
@@ -73,35 +155,94 @@ def run(args: argparse.Namespace) -> int:
     score = np.sort(rng.choice(pool, min(args.predict_n, len(pool)), replace=False))
     Xtr, ytr, Xsc, ysc = X[train], y[train], X[score], y[score]
     where = "held-out" if len(test) else "training"
-    print(f"{len(Xtr)} x {Xtr.shape[1]} training rows, {len(Xsc)} {where} rows scored, "
-          f"torch threads {torch.get_num_threads()}")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"{len(Xtr)} x {Xtr.shape[1]} training rows, {len(Xsc)} {where} rows scored; "
+          f"{cores} CPU cores, torch threads {torch.get_num_threads()}", flush=True)
+
+    rows: list[Row] = []
+    command_model = None
+    if args.commands:
+        row, work = _commands(tree, train, score, ysc)
+        try:
+            command_model = RaidDetector.load(work / "model.safetensors")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        rows.append(row)
 
     plain = SVC(kernel="rbf", C=1.0, gamma=1.0 / X.shape[1])
     _, plain_fit = _timed(lambda: plain.fit(Xtr, ytr))
     plain_pred, plain_score = _timed(lambda: plain.predict(Xsc))
-    rows = [("plain sklearn SVC", plain_fit, plain_score, (plain_pred == ysc).mean(), 1.0)]
+    peers = {"sklearn": Row("sklearn SVC (uncalibrated)", plain_fit, plain_score,
+                            (plain_pred == ysc).mean(), 1.0)}
 
     configs = []
     if args.backend in ("all", "sklearn"):
-        configs.append(("RAID sklearn, CPU kernel", dict(backend="sklearn", device="cpu")))
+        configs.append(("RAID kernel, sklearn, CPU", dict(backend="sklearn", device="cpu")))
         if torch.cuda.is_available():
-            configs.append(("RAID sklearn, GPU kernel", dict(backend="sklearn", device="cuda")))
+            configs.append(("RAID kernel, sklearn, GPU", dict(backend="sklearn", device="cuda")))
     if args.backend in ("all", "cuml"):
         if cuml_available():
-            configs.append(("RAID cuml", dict(backend="cuml", device="cuda")))
+            configs.append(("RAID kernel, cuml", dict(backend="cuml", device="cuda")))
         elif args.backend == "cuml":
             raise RaidError("--backend cuml needs cuML and a CUDA device")
+    same_model = None
     for name, params in configs:
-        det = RaidDetector(**params)
+        det = RaidDetector(progress=False, **params)
         _, fit_s = _timed(lambda: det.fit(Xtr, ytr))
         proba, score_s = _timed(lambda: det.predict_proba(Xsc))
         pred = (proba[:, 1] > 0.5).astype(np.int64)
         same_side = (det.decision_function(Xsc) > 0) == (plain_pred == 1)
-        rows.append((name, fit_s, score_s, (pred == ysc).mean(), same_side.mean()))
+        rows.append(Row(name, fit_s, score_s, (pred == ysc).mean(), same_side.mean()))
+        if command_model is not None and same_model is None:
+            same_model = np.array_equal(command_model.support_, det.support_)
 
-    print(f"\n{'':28s} {'fit s':>8s} {'x plain':>8s} {'score s':>8s} {'x plain':>8s} "
-          f"{'acc (' + where + ')':>16s} {'agree':>7s}")
-    for name, fit_s, score_s, acc, agree in rows:
-        print(f"{name:28s} {fit_s:8.1f} {plain_fit / fit_s:8.1f} {score_s:8.2f} "
-              f"{plain_score / score_s:8.1f} {acc:16.4f} {agree:7.4f}")
+    if "sklearn-proba" in args.peers:
+        calibrated = SVC(kernel="rbf", C=1.0, gamma=1.0 / X.shape[1], probability=True,
+                         random_state=args.seed)
+        _, fit_s = _timed(lambda: calibrated.fit(Xtr, ytr))
+        proba, score_s = _timed(lambda: calibrated.predict_proba(Xsc))
+        pred = calibrated.classes_[np.argmax(proba, axis=1)]
+        peers["sklearn-proba"] = Row("sklearn SVC(probability=True)", fit_s, score_s,
+                                     (pred == ysc).mean())
+    skipped = ""
+    if "thundersvm" in args.peers:
+        ThunderSVC, why = _thundersvm()
+        if ThunderSVC is None:
+            skipped = (f"ThunderSVM-CPU skipped: `import thundersvm` failed ({why}); "
+                       "pip install -e \".[bench]\" to compare with it")
+        else:
+            thunder = ThunderSVC(kernel="rbf", C=1.0, gamma=1.0 / X.shape[1], probability=True)
+            _, fit_s = _timed(lambda: thunder.fit(Xtr, ytr))
+            _, score_s = _timed(lambda: thunder.predict_proba(Xsc))
+            pred = np.asarray(thunder.predict_label).astype(np.int64)  # set by predict_proba
+            peers["thundersvm"] = Row("ThunderSVM-CPU SVC(probability=True)", fit_s, score_s,
+                                      (pred == ysc).mean())
+    _report(rows, peers, where, skipped, same_model)
     return 0
+
+
+def _report(rows: list[Row], peers: dict[str, Row], where: str, skipped: str,
+            same_model: bool | None) -> None:
+    print(f"\n{'':40s} {'fit s':>8s} {'score s':>8s} {'acc (' + where + ')':>16s} {'agree':>7s}")
+    for r in rows + list(peers.values()):
+        agree = "" if r.agree is None else f"{r.agree:7.4f}"
+        print(f"{r.name:40s} {r.fit_s:8.2f} {r.score_s:8.2f} {r.accuracy:16.4f} {agree:>7s}")
+    if skipped:
+        print(skipped)
+    if same_model is not None:
+        print(f"`raid fit` wrote the model the kernel row fitted (same support vectors): "
+              f"{'yes' if same_model else 'NO'}")
+    print("\nratios (peer time / RAID time):")
+    for r in rows:
+        command = r.name.startswith("RAID `")
+        for key, peer in peers.items():
+            for what, ours, theirs in (("fit", r.fit_s, peer.fit_s),
+                                       ("score", r.score_s, peer.score_s)):
+                label = ("`raid fit`" if what == "fit" else "`raid evaluate`") if command \
+                    else f"{r.name} {what}"
+                goal = GOALS.get((what, key)) if command and key != "sklearn-proba" else None
+                note = f"  (goal >= {goal:g}x)" if goal else ""
+                print(f"  {what:5s} {label + ' vs ' + peer.name:78s} {theirs / ours:7.1f}x{note}")
+    ref = peers["sklearn"].accuracy
+    for r in rows + [p for k, p in peers.items() if k != "sklearn"]:
+        print(f"  accuracy {r.name} - sklearn SVC: {100 * (r.accuracy - ref):+.2f} points")

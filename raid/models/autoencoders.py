@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from raid.primitives.errors import RaidError
+from raid.primitives.hashing import files_sha256
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def _accelerate_available() -> bool:
     return bool(is_accelerate_available())
 
 
-def _model_folder(path: Path) -> Path:
+def model_folder(path: Path) -> Path:
     """The folder holding the autoencoder's config.json: `path` itself or its `vae/`."""
     if not path.exists():
         raise RaidError("no such autoencoder folder", path)
@@ -106,7 +107,7 @@ def load_autoencoder(path: str | Path, *, device: str | torch.device = "cpu",
     preferred; .bin files are read by diffusers with `torch.load(weights_only=True)`.
     Any missing or broken piece raises RaidError naming it.
     """
-    folder = _model_folder(Path(path))
+    folder = model_folder(Path(path))
     config_file = folder / "config.json"
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
@@ -139,6 +140,15 @@ def load_autoencoder(path: str | Path, *, device: str | torch.device = "cpu",
     model = model.to(device)
     model.eval().requires_grad_(False)
     return model
+
+
+def autoencoder_digest(path: str | Path) -> str:
+    """sha256 over the autoencoder folder's config.json and weight files (names and
+    contents): what decides its reconstructions, for a store's provenance."""
+    folder = model_folder(Path(path))
+    files = [p for p in folder.iterdir()
+             if p.is_file() and (p.name == "config.json" or p.name.startswith(_WEIGHTS_STEM))]
+    return files_sha256(files, folder)
 
 
 def autoencoder_name(path: str | Path) -> str:

@@ -32,7 +32,8 @@ import numpy as np
 import yaml
 
 from raid.primitives.errors import RaidError
-from raid.metrics.evaluation import EvaluationResult, evaluate, plot_sweep, score_store, write_report
+from raid.metrics.evaluation import EvaluationResult, evaluate, plot_sweep, write_report
+from raid.pipelines.evaluate import score_store
 from raid.primitives.fileio import write_text
 from raid.primitives.perturb import CLEAN, Perturbation
 from raid.store.store import FeatureStore
@@ -165,10 +166,12 @@ def evaluate_benchmark_store(model: str | os.PathLike, store: str | os.PathLike,
                              config: BenchmarkConfig, setting: str, out_dir: str | os.PathLike,
                              *, root: Path | None = None, notes: Sequence[str] = (),
                              extracted: int | None = None, reused: int | None = None,
-                             failed: dict[str, str] | None = None
-                             ) -> tuple[SettingResult, list[str]]:
+                             failed: dict[str, str] | None = None,
+                             allow_mismatch: bool = False) -> tuple[SettingResult, list[str]]:
     """Score the config's generators in `store`, write the report and the paper's table
-    into `out_dir`; returns the setting's result and the store's groups not in the config."""
+    into `out_dir`; returns the setting's result and the store's groups not in the config.
+    A store of features (no `root`) is checked against the model's provenance here; from
+    images, `run_benchmark` checked the extractor once for every setting."""
     store, out_dir = Path(store), Path(out_dir)
     with FeatureStore(store) as fs:
         groups = fs.group_names()
@@ -190,7 +193,8 @@ def evaluate_benchmark_store(model: str | os.PathLike, store: str | os.PathLike,
         raise RaidError(f"none of the {len(config.generators)} generators of "
                         f"{config.source or config.name} found (groups here: "
                         f"{', '.join(groups) or 'none'})", where)
-    probs, rows = score_store(model, store, groups=present)
+    probs, rows = score_store(model, store, groups=present, allow_mismatch=allow_mismatch,
+                              check=root is None)
     # config order, so metrics.json, the ROC legend and the table all read alike
     rank = {g: i for i, g in enumerate(present)}
     order = np.argsort([rank[g] for g in rows.groups], kind="stable")
@@ -316,11 +320,16 @@ def run_benchmark(config: BenchmarkConfig, model: str | os.PathLike, out: str | 
                   perturbations: Sequence[Perturbation] = (),
                   features: str | os.PathLike | None = None,
                   cache: str | os.PathLike | None = None,
-                  notes: Sequence[str] = ()) -> BenchmarkSummary | None:
+                  notes: Sequence[str] = (),
+                  allow_mismatch: bool = False) -> BenchmarkSummary | None:
     """Evaluate `model` on the benchmark: from images under `root` (extracting with the
-    `raid.pipelines.extraction.ExtractOptions` `opts`, clean and under each perturbation), or from
-    the ready store `features` (no images, no AIM). Returns None on the non-zero ranks of a
-    multi-process extraction."""
+    `raid.pipelines.extraction.ExtractOptions` `opts`, clean and under each perturbation,
+    AIM loaded once for all), or from the ready store `features` (no images, no AIM).
+    Features made otherwise than the model's training features are refused unless
+    `allow_mismatch`. Returns None on the non-zero ranks of a multi-process extraction."""
+    from raid.pipelines.provenance import check_provenance
+    from raid.svm.detector import RaidDetector
+
     out = Path(out)
     if (root is None) == (features is None):
         raise RaidError("give either --root (images) or --features (a feature store)")
@@ -330,20 +339,24 @@ def run_benchmark(config: BenchmarkConfig, model: str | os.PathLike, out: str | 
         with FeatureStore(features) as fs:
             setting = str(fs.provenance.get("perturbation", CLEAN.name))
         s, extra = evaluate_benchmark_store(model, features, config, setting, out / setting,
-                                            notes=notes)
+                                            notes=notes, allow_mismatch=allow_mismatch)
         return BenchmarkSummary(config, out, [s], extra)
 
-    from raid.pipelines.extraction import extract  # Lightning: imported only when images are used
+    # Lightning and AIM: imported only when images are used
+    from raid.models.aim import load_config
+    from raid.pipelines.extraction import extract
+    from raid.pipelines.featurizer import Featurizer
+    from raid.pipelines.pipeline import check_feature_size
 
     root = Path(root)
     if not root.is_dir():
         raise RaidError("no such benchmark folder", root)
     if opts is None:
         raise RaidError("extracting features needs the AIM options (--arch, --backbone)")
-    from raid.pipelines.detect import check_feature_size
-    from raid.svm.detector import RaidDetector
-
-    check_feature_size(RaidDetector.load(model), opts.arch, opts.probe, model)
+    detector = RaidDetector.load(model)
+    check_feature_size(detector, load_config(opts.arch, opts.probe), model)
+    featurizer = Featurizer.from_options(opts, device="cpu")  # once for every setting
+    check_provenance(detector, featurizer.provenance, opts.backbone, model, allow_mismatch)
     folder = cache_folder(Path(cache) if cache is not None else out / "features", root, opts)
     sweep = [CLEAN] + [p for p in perturbations if not p.is_clean]
     wanted = set(config.folders)  # folders under the root that the config does not list stay untouched
@@ -354,7 +367,8 @@ def run_benchmark(config: BenchmarkConfig, model: str | os.PathLike, out: str | 
         store = folder / f"{p.name}.h5"
         log.info("%s: features of %s -> %s", p.name, root, store)
         summary = extract(root, store, replace(opts, perturbation=p),
-                          only=lambda key: key.split("/", 1)[0] in wanted)
+                          only=lambda key: key.split("/", 1)[0] in wanted,
+                          featurizer=featurizer)
         if summary is None:  # another process of a multi-process run: extract, no report
             rank_zero = False
             continue

@@ -1,11 +1,11 @@
 """Scoring single images and folders with a saved detector (what `raid detect` runs).
 
-The images go through the one extraction path (`raid.pipelines.extraction.extract`) into temporary
-stores: a folder given is extracted as it is (keys relative to it), files given are linked
-into a temporary folder under their own names (one per parent folder). Keys seed the patch
-choice, so an image gets exactly the features `raid extract --input` gives it on its folder
-(or, for a file, on its parent folder), whatever else is scored with it; a broken file
-comes back with the reason the extractor recorded.
+The images go straight through a `DetectorPipeline` (AIM loaded once, features in memory):
+no Trainer, no temporary store. Keys seed the patch choice, as in `raid extract`: a folder
+given keys its images by their path relative to it, a file given is keyed by its name. So
+an image gets exactly the features `raid extract --input` gives it on that folder (or, for
+a file, on its parent folder), whatever else is scored with it; a broken file comes back
+with the reason.
 """
 
 from __future__ import annotations
@@ -14,21 +14,16 @@ import csv
 import io
 import json
 import os
-import shutil
-import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-import numpy as np
-
+from raid.metrics.evaluation import THRESHOLD
 from raid.primitives.errors import RaidError
-from raid.metrics.evaluation import THRESHOLD, predict_labels
 from raid.primitives.fileio import write_text
 from raid.primitives.images import IMAGE_SUFFIXES
 from raid.primitives.layout import walk
 
-VERDICTS = ("real", "generated")
 COLUMNS = ("path", "p_generated", "verdict", "error")
 
 
@@ -68,117 +63,77 @@ class DetectResult:
 
 
 @dataclass
-class _Unit:
-    """Images extracted together: a folder given (keys relative to it, as `raid extract
-    --input FOLDER` makes them) or the files given from one parent folder (key = name, as
-    `raid extract --input PARENT` makes it). Keys seed the patch choice, so an image gets
-    the same features whatever else is scored with it."""
+class DetectPlan:
+    """What to score, in order: each file once, with the key that seeds its patch."""
 
-    root: Path
-    staged: bool  # True: the files are linked into a temporary folder under their keys
-    index: dict[str, int] = field(default_factory=dict)  # key -> detection number
+    files: list[Path]
+    keys: list[str]
+    skipped: list[str]  # files in folders given that are not images
 
 
-def _file_key(path: Path) -> str:
-    # The extractor walks image suffixes only: a file named explicitly with another suffix
-    # is given one so that it is tried (and, if it is not an image, fails with a reason).
-    return path.name if path.suffix.lower() in IMAGE_SUFFIXES else path.name + ".png"
-
-
-def plan_units(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[_Unit], list[str]]:
-    """The files to score in the order given (folders expanded recursively, sorted; a file
-    seen twice is scored once), the extraction units, and the non-image files in folders."""
+def plan_inputs(paths: Sequence[str | os.PathLike]) -> DetectPlan:
+    """Files in the order given (folders expanded recursively, sorted; a file seen twice is
+    scored once); keys relative to a folder given, or the file's name."""
     if not paths:
         raise RaidError("no images or folders given")
-    files: list[Path] = []
-    units: list[_Unit] = []
-    by_parent: dict[str, _Unit] = {}
-    skipped: list[str] = []
+    plan = DetectPlan([], [], [])
     seen: set[str] = set()
 
-    def add(unit: _Unit, key: str, path: Path) -> None:
+    def add(path: Path, key: str) -> None:
         ident = os.path.abspath(path)
         if ident not in seen:
             seen.add(ident)
-            unit.index[key] = len(files)
-            files.append(path)
+            plan.files.append(path)
+            plan.keys.append(key)
 
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             keys, others = walk(path, IMAGE_SUFFIXES)
-            skipped += [str(path / k) for k in others]
-            unit = _Unit(path, staged=False)
-            units.append(unit)
+            plan.skipped += [str(path / k) for k in others]
             for k in keys:
-                add(unit, k, path / k)
+                add(path / k, k)
         elif path.exists():
-            parent = os.path.abspath(path.parent)
-            if parent not in by_parent:
-                by_parent[parent] = _Unit(path.parent, staged=True)
-                units.append(by_parent[parent])
-            add(by_parent[parent], _file_key(path), path)
+            add(path, path.name)
         else:
             raise RaidError("no such file or folder", path)
-    return files, [u for u in units if u.index], skipped
+    return plan
 
 
-def _stage(unit: _Unit, files: Sequence[Path], folder: Path) -> Path:
-    """Link (or, where links are not possible, copy) a unit's files into `folder`."""
-    folder.mkdir(parents=True)
-    for key, i in unit.index.items():
-        try:
-            os.symlink(os.path.abspath(files[i]), folder / key)
-        except OSError:
-            shutil.copyfile(files[i], folder / key)
-    return folder
+def load_pipeline(model: str | os.PathLike, opts: Any = None, allow_mismatch: bool = False):
+    """A bundle folder (`opts` gives only how to run), or a model file with the AIM
+    options of `raid.pipelines.extraction.ExtractOptions` `opts`."""
+    from raid.pipelines.pipeline import DetectorPipeline
+
+    run = {}
+    if opts is not None:
+        run = dict(accelerator=opts.accelerator, batch_size=opts.batch_size,
+                   max_pixels=opts.max_pixels, workers=opts.num_workers)
+    if Path(model).is_dir():
+        if opts is not None and (opts.arch or opts.backbone or opts.head):
+            raise RaidError("a bundle names its AIM model: drop --arch, --backbone, --head",
+                            model)
+        return DetectorPipeline.from_bundle(model, allow_mismatch=allow_mismatch, **run)
+    if opts is None or not opts.arch or not opts.backbone:
+        raise RaidError("a model file needs the AIM options --arch and --backbone (and "
+                        "--head); a bundle folder (raid fit --bundle) needs none", model)
+    return DetectorPipeline.from_files(model, opts.arch, opts.backbone, opts.head,
+                                       probe=opts.probe, seed=opts.seed,
+                                       precision=opts.precision,
+                                       allow_mismatch=allow_mismatch, **run)
 
 
-def check_feature_size(detector, arch: str, probe: str, model: str | os.PathLike) -> None:
-    """One line, before any extraction, when the model's feature size is not the AIM width."""
-    from raid.models.aim import load_config
-
-    config = load_config(arch, probe)
-    if detector.n_features_in_ != config.width:
-        raise RaidError(f"feature size differs: the model expects {detector.n_features_in_} "
-                        f"features, AIM {config.name} gives {config.width}", model)
-
-
-def detect(paths: Sequence[str | os.PathLike], model: str | os.PathLike, opts,
-           ) -> DetectResult:
-    """P(generated) and a verdict for every image in `paths` (files and folders), with
-    `raid.pipelines.extraction.ExtractOptions` `opts` (always run in one process)."""
-    from raid.svm.detector import RaidDetector
-    from raid.pipelines.extraction import extract
-    from raid.store.store import FeatureStore
-
-    detector = RaidDetector.load(model)
-    check_feature_size(detector, opts.arch, opts.probe, model)
-    files, units, skipped = plan_units(paths)
-    detections = [Detection(str(f)) for f in files]
-    # One process: the temporary folders are private to it (a run over several devices
-    # would need them shared); large sets are for `raid extract` + `raid evaluate`.
-    opts = replace(opts, devices=1, num_nodes=1, strategy="auto")
-    with tempfile.TemporaryDirectory(prefix="raid-detect-") as tmp:
-        for n, unit in enumerate(units):
-            root = _stage(unit, files, Path(tmp) / f"images{n}") if unit.staged else unit.root
-            summary = extract(root, Path(tmp) / f"features{n}.h5", opts)
-            for key, reason in summary.failed.items():
-                if key in unit.index:
-                    detections[unit.index[key]].error = reason
-            with FeatureStore(summary.store) as fs:
-                rows = fs.read() if len(fs) else None
-            if rows is None:
-                continue
-            wanted = [i for i, k in enumerate(rows.keys) if k in unit.index]
-            probs = detector.predict_proba(rows.features[wanted])[:, 1] if wanted else []
-            for i, p, label in zip(wanted, probs, predict_labels(np.asarray(probs))):
-                d = detections[unit.index[rows.keys[i]]]
-                d.p_generated, d.verdict = float(p), VERDICTS[int(label)]
-    for d in detections:  # a file neither scored nor failed: should not happen, but say so
-        if d.verdict is None and not d.error:
-            d.error = "not processed"
-    return DetectResult(detections, skipped, str(model))
+def detect(paths: Sequence[str | os.PathLike], model: str | os.PathLike, opts: Any = None,
+           allow_mismatch: bool = False, pipeline: Any = None) -> DetectResult:
+    """P(generated) and a verdict for every image in `paths` (files and folders) with the
+    model file or bundle `model` (see `load_pipeline`), or an already loaded `pipeline`."""
+    plan = plan_inputs(paths)
+    if pipeline is None:
+        pipeline = load_pipeline(model, opts, allow_mismatch)
+    predictions = pipeline.predict(plan.files, keys=plan.keys)
+    detections = [Detection(str(f), p.p_generated, p.verdict, p.error)
+                  for f, p in zip(plan.files, predictions)]
+    return DetectResult(detections, plan.skipped, str(model))
 
 
 def write_detections(result: DetectResult, out: str | os.PathLike) -> Path:

@@ -24,23 +24,26 @@ from typing import Any, Callable
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
+from lightning.pytorch.callbacks import BasePredictionWriter
 
-from datamodules.images import ImageFolderDataModule, ImageListing, discover_images
-from raid.models.aim import AimConfig, checkpoint_digest, load_aim, load_config
+from datamodules.images import ImageFolderDataModule, ImageListing, WorkPlan, discover_images
+from raid.pipelines.featurizer import PRECISIONS, Featurizer, FilePatches, aim_provenance, encode
+from raid.pipelines.predict import ImagesPerSecondBar, run_predict
 from raid.primitives.errors import RaidError
 from raid.primitives.images import DEFAULT_MAX_PIXELS
-from raid.primitives.patches import CANDIDATES, normalize
 from raid.primitives.perturb import CLEAN, Perturbation
 from raid.store.store import FeatureStore, ShardWriter, merge_shards, provenance_differences
 
 log = logging.getLogger(__name__)
-PRECISIONS = {"32": "32-true", "bf16-mixed": "bf16-mixed", "bf16": "bf16-mixed"}
+__all__ = ["PRECISIONS", "ExtractOptions", "ExtractSummary", "FeatureExtractor",
+           "ImagesPerSecondBar", "ShardPredictionWriter", "aim_provenance", "extract",
+           "parts_dir_of", "plan_work", "run_prediction"]
 
 
 class FeatureExtractor(L.LightningModule):
     """A frozen feature model (AIM) as a LightningModule whose `predict_step` turns a batch
-    of uint8 patches into rows: keys, labels, groups, float32 features, and the failures."""
+    of uint8 patches into rows: keys, labels, groups, float32 features, and the failures.
+    Patches become features through `raid.pipelines.featurizer.encode`, as in memory."""
 
     def __init__(self, model: torch.nn.Module, compile: bool = False):
         super().__init__()
@@ -57,7 +60,7 @@ class FeatureExtractor(L.LightningModule):
         features = np.zeros((0, 0), np.float32)
         if ok:
             patches = batch["patch"][ok] if len(ok) < len(errors) else batch["patch"]
-            features = self.model(normalize(patches)).float().cpu().numpy()
+            features = encode(self.model, patches).cpu().numpy()
         keys, labels, groups = batch["key"], batch["label"], batch["group"]
         return {"keys": [keys[i] for i in ok],
                 "labels": [int(labels[i]) for i in ok],
@@ -87,20 +90,6 @@ class ShardPredictionWriter(BasePredictionWriter):
         if self.shard is not None:
             self.shard.close()
             self.shard = None
-
-
-class ImagesPerSecondBar(TQDMProgressBar):
-    """Lightning's bar, counting images rather than batches."""
-
-    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
-                             dataloader_idx=0) -> None:
-        super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx,
-                                     dataloader_idx)
-        bar = self.predict_progress_bar
-        self._images = getattr(self, "_images", 0) + len(batch["key"])
-        elapsed = bar.format_dict.get("elapsed") or 0.0
-        if elapsed > 0:
-            bar.set_postfix_str(f"{self._images / elapsed:.1f} images/s", refresh=False)
 
 
 @dataclass
@@ -148,27 +137,10 @@ def parts_dir_of(store: Path) -> Path:
     return store.with_name(store.name + ".parts")
 
 
-def aim_provenance(config: AimConfig, opts: ExtractOptions) -> dict:
-    """What decides the features: stored with every row, compared on every append."""
-    return {
-        "extractor": "aim-v1",
-        "aim": {"arch": config.name, "width": config.width, "depth": config.depth,
-                "heads": config.heads, "probe": opts.probe,
-                "probe_layers": list(config.probe_layers),
-                "patch_size": config.patch_size, "image_size": config.image_size},
-        "checkpoints": {"backbone": checkpoint_digest(opts.backbone),
-                        "head": checkpoint_digest(opts.head) if opts.head else None},
-        "patch": {"policy": "texture-rich", "size": config.image_size,
-                  "candidates": CANDIDATES, "seed": opts.seed, "exif": "ignored"},
-        "precision": PRECISIONS[opts.precision],
-        "perturbation": opts.perturbation.name,
-    }
-
-
-def plan_work(store: Path, dim: int, provenance: dict,
-              listing: ImageListing) -> tuple[list[str], int, int]:
+def plan_work(store: Path, dim: int, provenance: dict, listing: ImageListing) -> WorkPlan:
     """On rank 0, before any new shard exists: fold in an interrupted run's shards, check
-    the settings, and return (keys still missing, rows already present, shards dropped)."""
+    the settings, and return the keys still missing, rows already present, shards dropped.
+    (Unpacks as the tuple (keys, already, dropped) too.)"""
     dropped = 0
     parts = parts_dir_of(store)
     if parts.is_dir() and any(parts.glob("*.h5")):
@@ -182,29 +154,28 @@ def plan_work(store: Path, dim: int, provenance: dict,
                 raise RaidError("was made with other settings: " + "; ".join(diffs), store)
             present = set(fs.keys())
     missing = [k for k in listing.keys if k not in present]
-    return missing, len(listing.keys) - len(missing), dropped
+    return WorkPlan(missing, len(listing.keys) - len(missing), dropped)
 
 
 def run_prediction(module: L.LightningModule, datamodule: L.LightningDataModule, store: Path,
                    dim: int, provenance: dict, opts: ExtractOptions) -> bool:
     """Run Lightning prediction into shards and merge them; True on global rank 0."""
     writer = ShardPredictionWriter(parts_dir_of(store), dim, uuid.uuid4().hex[:12])
-    trainer = L.Trainer(
-        accelerator=opts.accelerator, devices=opts.devices, strategy=opts.strategy,
-        num_nodes=opts.num_nodes, precision=PRECISIONS[opts.precision], logger=False,
-        callbacks=[writer, ImagesPerSecondBar()], enable_checkpointing=False,
-        enable_model_summary=False, inference_mode=True)
-    trainer.predict(module, datamodule=datamodule, return_predictions=False)
-    trainer.strategy.barrier()  # every process has closed its shards
+    trainer = run_predict(module, datamodule, accelerator=opts.accelerator,
+                          devices=opts.devices, strategy=opts.strategy,
+                          num_nodes=opts.num_nodes, precision=opts.precision,
+                          callbacks=[writer])
     if trainer.is_global_zero:
         merge_shards(store, parts_dir_of(store), dim, provenance)
     return trainer.is_global_zero
 
 
 def extract(input_dir: str | os.PathLike, store: str | os.PathLike, opts: ExtractOptions,
-            only: Callable[[str], bool] | None = None) -> ExtractSummary | None:
+            only: Callable[[str], bool] | None = None,
+            featurizer: Featurizer | None = None) -> ExtractSummary | None:
     """Extract the features of every image under `input_dir` (whose key `only` accepts,
-    when given) that `store` lacks.
+    when given) that `store` lacks. `featurizer`: AIM already loaded for `opts` (a sweep
+    loads it once); by default it is loaded here.
 
     Returns the summary on global rank 0 and None on the other processes of a
     multi-process run.
@@ -213,31 +184,26 @@ def extract(input_dir: str | os.PathLike, store: str | os.PathLike, opts: Extrac
     listing = discover_images(input_dir)
     if only is not None:
         listing = listing.subset([k for k in listing.keys if only(k)])
-    config = load_config(opts.arch, opts.probe)
-    model = load_aim(config, opts.backbone, opts.head, truncate=True)
-    provenance = aim_provenance(config, opts)
+    if featurizer is None:
+        featurizer = Featurizer.from_options(opts, device="cpu")  # Lightning places it
+    config = featurizer.config
+    provenance = featurizer.provenance_for(opts.perturbation)
+    provenance.pop("feature_dim")  # the store adds it
     dim = config.width
-    state: dict = {}
-
-    def plan() -> list[str]:
-        missing, state["already"], state["dropped"] = plan_work(store, dim, provenance, listing)
-        return missing
-
     datamodule = ImageFolderDataModule(
-        listing, batch_size=opts.batch_size, num_workers=opts.num_workers, seed=opts.seed,
-        patch_size=config.image_size, max_pixels=opts.max_pixels,
-        perturbation=opts.perturbation, plan=plan,
+        listing, batch_size=opts.batch_size, num_workers=opts.num_workers,
+        plan=lambda: plan_work(store, dim, provenance, listing),
+        prepare=FilePatches(opts.seed, config.image_size, opts.max_pixels, opts.perturbation),
         pin_memory=opts.accelerator != "cpu" and torch.cuda.is_available())
-    if not run_prediction(FeatureExtractor(model, opts.compile), datamodule, store, dim,
-                          provenance, opts):
+    if not run_prediction(FeatureExtractor(featurizer.model, opts.compile), datamodule, store,
+                          dim, provenance, opts):
         return None
+    work = datamodule.work or WorkPlan([])
     with FeatureStore(store) as fs:
         failures = fs.failures()
         present = set(fs.keys())
     wanted = set(listing.keys)
     return ExtractSummary(
-        store=store, total=len(listing.keys),
-        done=len(wanted & present) - state.get("already", 0),
-        already=state.get("already", 0),
-        failed={k: v for k, v in failures.items() if k in wanted},
-        skipped=listing.other_files, dropped_shards=state.get("dropped", 0))
+        store=store, total=len(listing.keys), done=len(wanted & present) - work.already,
+        already=work.already, failed={k: v for k, v in failures.items() if k in wanted},
+        skipped=listing.other_files, dropped_shards=work.dropped)

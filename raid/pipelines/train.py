@@ -1,10 +1,11 @@
-"""Fitting a detector on the rows of a feature store (what `raid fit` runs)."""
+"""Fitting a detector on the rows of a feature store (what `raid fit` runs). The model file
+records the store's provenance, so that scoring features made otherwise is refused."""
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -40,6 +41,7 @@ class FitSummary:
     n_support: int
     backend: str
     seconds: float
+    provenance: dict = field(default_factory=dict)  # the store's, recorded in the model
 
 
 def fit_store(store: str | os.PathLike, out: str | os.PathLike,
@@ -50,11 +52,12 @@ def fit_store(store: str | os.PathLike, out: str | os.PathLike,
         if len(fs) == 0:
             raise RaidError("the store has no rows", store)
         rows = fs.read(groups=groups, labels=[REAL, FAKE])
+        provenance = fs.provenance
     if len(rows) == 0:
         where = f"group(s) {', '.join(groups)}" if groups else "the store"
         raise RaidError(f"no real or generated rows in {where}", store)
     detector = RaidDetector(**detector_params).fit(rows.features, rows.labels)
-    detector.save(out)
+    detector.save(out, provenance=provenance)
     n_fake = int((rows.labels == FAKE).sum())
     return FitSummary(Path(out), len(rows) - n_fake, n_fake, len(detector.support_vectors_),
-                      detector.backend_, detector.fit_seconds_)
+                      detector.backend_, detector.fit_seconds_, provenance)

@@ -1,7 +1,9 @@
-"""The one exception type for mistakes a user can fix (bad paths, bad files, bad options).
+"""The exception types for mistakes a user can fix (bad paths, bad files, bad options).
 
-The command line prints these as a single line without a traceback; anything else is a bug
-and keeps its traceback.
+The command line prints a `RaidError` as a single line without a traceback; anything else
+is a bug and keeps its traceback. `RaidInputError` marks bad values handed to a library
+call (arrays, labels, parameters): it is also a `ValueError`, as scikit-learn and Python
+conventions expect of invalid arguments.
 """
 
 
@@ -11,3 +13,7 @@ class RaidError(Exception):
     def __init__(self, message: str, path: object | None = None):
         self.path = None if path is None else str(path)
         super().__init__(f"{path}: {message}" if path is not None else message)
+
+
+class RaidInputError(RaidError, ValueError):
+    """A bad argument value (array shape, label, parameter): a `RaidError` and a `ValueError`."""

@@ -21,7 +21,10 @@ Policies (they decide which pixels RAID sees, so they are fixed and documented):
   file claiming 40000 x 40000 pixels costs nothing.
 - **Truncated files fail**: the whole image is decoded on load, and Pillow's
   `ImageFile.LOAD_TRUNCATED_IMAGES` is never changed (if another library has set it,
-  truncation can no longer be detected).
+  truncation can no longer be detected). A JPEG that ends early but still closes with an
+  end marker decodes as grey without an error from libjpeg, so a JPEG whose coded data
+  has fewer bits than it has 8 x 8 blocks (each block codes at least one bit) is refused as
+  truncated before decoding (e.g. a header claiming 10000 x 10000 pixels in 3 KB).
 """
 
 from __future__ import annotations
@@ -93,6 +96,9 @@ def load_rgb(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> n
         if max_pixels is not None and width * height > max_pixels:
             raise ImageError(f"image of {width} x {height} pixels exceeds the limit of "
                              f"{max_pixels} pixels", path)
+        if image.format == "JPEG" and _jpeg_too_short(path, size):
+            raise ImageError(f"truncated image (its data cannot hold the {width} x {height} "
+                             "pixels its header declares)", path)
         try:
             image.load()  # full decode of the first frame: truncation shows up here
             return _to_rgb(image)
@@ -107,6 +113,50 @@ def load_rgb(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> n
             raise
         except Exception as exc:  # corrupt data: Pillow's decoders raise many types
             raise ImageError(f"cannot decode: {_describe(exc)}", path) from None
+
+
+_HUFFMAN_DCT_SOF = (0xC0, 0xC1, 0xC2)  # baseline, extended, progressive
+
+
+def _jpeg_too_short(path: Path, file_size: int) -> bool:
+    """True when the bytes after the first scan header are fewer bits than the frame has
+    8 x 8 blocks (Huffman-coded DCT JPEGs only: every block codes its DC term in >= 1 bit).
+    Reads only the segments before the first scan."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(2) != b"\xff\xd8":
+                return False
+            frame = None
+            while True:
+                head = fh.read(4)
+                if len(head) < 4 or head[0] != 0xFF:
+                    return False  # malformed: left to the decoder
+                marker, length = head[1], int.from_bytes(head[2:4], "big")
+                body = fh.read(max(0, length - 2))
+                if marker in _HUFFMAN_DCT_SOF:
+                    frame = body
+                elif 0xC3 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                    return False  # lossless or arithmetic coding: no such bound
+                elif marker == 0xDA:
+                    break
+            if frame is None or len(frame) < 6:
+                return False
+            coded_bytes = file_size - fh.tell()
+    except OSError:
+        return False
+    height, width, n = int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big"), frame[5]
+    comps = [(frame[6 + 3 * i + 1] >> 4, frame[6 + 3 * i + 1] & 15) for i in range(n)
+             if len(frame) >= 6 + 3 * i + 3]
+    if height == 0 or not comps or min(min(c) for c in comps) == 0:
+        return False  # height given later (DNL) or bad sampling: left to the decoder
+    hmax, vmax = max(h for h, _ in comps), max(v for _, v in comps)
+    blocks = sum(_ceil(_ceil(width * h, hmax), 8) * _ceil(_ceil(height * v, vmax), 8)
+                 for h, v in comps)
+    return coded_bytes * 8 < blocks
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:

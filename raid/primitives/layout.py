@@ -9,9 +9,16 @@ Its key is its path relative to the root, with forward slashes: unique within a 
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Iterator
+
+from raid.primitives.fileio import file_kind
+from raid.primitives.keys import display_key
+
+log = logging.getLogger(__name__)
 
 REAL, FAKE, UNKNOWN = 0, 1, -1
 LABEL_DIRS = {"0_real": REAL, "1_fake": FAKE}
@@ -35,22 +42,71 @@ def group_of(key: str, root: str | Path) -> str:
 
 def walk(root: str | Path, suffixes: frozenset[str]) -> tuple[list[str], list[str]]:
     """Keys of the files under `root` whose lower-cased suffix is in `suffixes`, sorted,
-    and the keys of the other files (counted and skipped by callers).
+    and the keys of the other files (counted and skipped by callers). What `scan` skips
+    (special files, link loops, unreadable folders) is logged as a warning with its reason."""
+    found = scan(root, suffixes)
+    for key, reason in found.skipped:
+        log.warning("skipped %s: %s", display_key(os.path.join(str(root), key)), reason)
+    return found.keys, found.other
+
+
+@dataclass
+class Scan:
+    keys: list[str]  # files with a wanted suffix, sorted
+    other: list[str]  # other files, sorted
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (key, reason), sorted
+
+
+def scan(root: str | Path, suffixes: frozenset[str]) -> Scan:
+    """Walk `root` (see `walk`).
 
     Hidden files are included: a hidden name is still an image. Symlinked folders are
-    not followed, so a link loop cannot hang a run.
+    followed; a link back to a folder being walked (a loop) is skipped with its reason.
+    FIFOs, sockets and devices are skipped with their reason (opening a FIFO would block
+    the run). Links to files are kept as files (a dangling one then fails with its reason
+    where it is read). Names that are not UTF-8 keep their bytes (see `raid.primitives.keys`).
     """
-    root = Path(root)
-    kept: list[str] = []
-    other: list[str] = []
-    for key in _iter_files(root):
-        (kept if PurePosixPath(key).suffix.lower() in suffixes else other).append(key)
-    return sorted(kept), sorted(other)
+    out = Scan([], [], [])
+    root_str = os.fspath(root)
+    try:
+        st = os.stat(root_str)
+    except OSError:
+        return out
+    _walk_dir(root_str, "", {(st.st_dev, st.st_ino)}, suffixes, out)
+    out.keys.sort(), out.other.sort(), out.skipped.sort()
+    return out
 
 
-def _iter_files(root: Path) -> Iterator[str]:
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        rel = Path(dirpath).relative_to(root)
-        for name in filenames:
-            yield (rel / name).as_posix() if rel.parts else name
+def _walk_dir(path: str, prefix: str, ancestors: set[tuple[int, int]],
+              suffixes: frozenset[str], out: Scan) -> None:
+    try:
+        with os.scandir(path) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        out.skipped.append((prefix.rstrip("/") or ".", f"folder not readable "
+                            f"({exc.strerror or exc})"))
+        return
+    for entry in entries:
+        key = prefix + entry.name
+        try:
+            st = entry.stat(follow_symlinks=True)
+        except OSError:
+            if entry.is_symlink():  # dangling or looping link: kept as a file, as before
+                _add_file(key, suffixes, out)
+            else:
+                out.skipped.append((key, "cannot read its file status"))
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            ident = (st.st_dev, st.st_ino)
+            if ident in ancestors:
+                out.skipped.append((key, "symlinked folder loops back to a folder above it"))
+                continue
+            _walk_dir(entry.path, key + "/", ancestors | {ident}, suffixes, out)
+        elif stat.S_ISREG(st.st_mode):
+            _add_file(key, suffixes, out)
+        else:
+            out.skipped.append((key, f"{file_kind(st.st_mode)}, not a regular file"))
+
+
+def _add_file(key: str, suffixes: frozenset[str], out: Scan) -> None:
+    (out.keys if PurePosixPath(key).suffix.lower() in suffixes else out.other).append(key)

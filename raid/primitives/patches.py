@@ -14,14 +14,13 @@ Selection (as the seed does it, section 2 of the method notes):
   `np.argmax`, `max(range(n), key=...)` or a stable `sorted(..., reverse=True)[0]` give).
 
 RAID computes all scores at once from summed-area tables (prefix sums) of the difference
-maps, in exact integer arithmetic (int16 maps, int32 row sums, int64 totals), with torch on
-CPU or GPU tensors: about 15x the seed loop's speed on a 512 x 512 image (`raid bench
-patch`), on par with it only above ~10 megapixels, where decoding dominates anyway. On CPU
-run it with one torch thread per worker (as DataLoader workers do): its many small ops
-gain nothing from intra-op threads and lose much on a busy machine. The seed sums each patch in float32, whose
-rounding (scores reach ~1.5e8 > 2**24) can in principle reorder two candidates whose exact
-scores differ by a few units; RAID's exact scores are the true ones. `patch_scores_reference`
-is the seed-style per-patch loop, kept for tests and for `raid bench patch`.
+maps, in exact integer arithmetic (int16 maps, int32 row sums, int64 totals): in numpy on
+the CPU, and with torch for a tensor on a GPU. The CPU path never uses torch: its many
+small ops would otherwise depend on torch's global intra-op thread count and stall on a
+busy machine. The seed sums each patch in float32, whose rounding (scores reach ~1.5e8 >
+2**24) can in principle reorder two candidates whose exact scores differ by a few units;
+RAID's exact scores are the true ones. `patch_scores_reference` is the seed-style
+per-patch loop, kept for tests and for `raid bench patch`.
 
 Reproducibility: the seed never seeds this draw; RAID draws from `patch_rng(seed, key)`.
 """
@@ -72,6 +71,7 @@ def patch_scores_torch(image: torch.Tensor, tops: torch.Tensor | Sequence[int],
     along the rows, turning its row range into one subtraction (a summed-area table whose
     second pass only covers the candidates' columns). On CPU the image is processed in
     strips of rows, so that the difference maps stay in cache and memory stays small.
+    `select_rich_patch` uses this for device tensors only (numpy's `patch_scores` on CPU).
     """
     _check_image(image, size)
     device = image.device
@@ -134,9 +134,57 @@ def _prefix(values: torch.Tensor, dtype: torch.dtype = torch.int64) -> torch.Ten
 
 def patch_scores(image: np.ndarray, tops: Sequence[int], lefts: Sequence[int],
                  size: int = PATCH_SIZE) -> np.ndarray:
-    """`patch_scores_torch` for a numpy (H, W, 3) uint8 array; int64 scores."""
-    return patch_scores_torch(torch.from_numpy(np.ascontiguousarray(image)), tops, lefts,
-                              size).numpy()
+    """`patch_scores_torch`'s exact int64 scores for a numpy (H, W, 3) uint8 array, in numpy.
+
+    The same prefix-sum method, strip by strip, on one core: numpy's elementwise ops and
+    cumulative sums are single-threaded, so the cost does not depend on torch's (global)
+    thread count, and many small ops never wait on busy intra-op threads.
+    """
+    image = np.asarray(image)
+    _check_shape(tuple(image.shape), size)
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {image.dtype}")
+    height, width = image.shape[0], image.shape[1]
+    tops = np.asarray(tops, dtype=np.int64)
+    lefts = np.asarray(lefts, dtype=np.int64)
+    count = len(tops)
+    # (H + 1, candidates) per-row sums with a leading zero row: the row prefix pass below
+    # runs in place. A row sum is at most 2 * 765 * W: int32 is enough.
+    rows_h = np.zeros((height + 1, count), dtype=np.int64)
+    rows_vd = np.zeros((height + 1, count), dtype=np.int64)
+    step = max(1, _STRIP_PIXELS // width)
+    for first in range(0, height, step):
+        last = min(first + step, height)
+        # Channels first (a contiguous copy) so each channel's differences are contiguous.
+        x = image[first:min(last + 1, height)].transpose(2, 0, 1).astype(np.int16)
+        strip = x[:, :last - first]
+        rows_h[first + 1:last + 1] = _np_row_sums(
+            _np_channel_sum(strip[:, :, 1:] - strip[:, :, :-1]), lefts, size - 1)
+        if x.shape[1] > 1:
+            below = x.shape[1] - 1
+            vertical = _np_channel_sum(x[:, 1:] - x[:, :-1])
+            diagonal = _np_channel_sum(x[:, 1:, 1:] - x[:, :-1, :-1])
+            diagonal += _np_channel_sum(x[:, 1:, :-1] - x[:, :-1, 1:])
+            rows_vd[first + 1:first + 1 + below] = (_np_row_sums(vertical, lefts, size)
+                                                    + _np_row_sums(diagonal, lefts, size - 1))
+    np.cumsum(rows_h, axis=0, out=rows_h)
+    np.cumsum(rows_vd, axis=0, out=rows_vd)
+    index = np.arange(count)
+    return (rows_h[tops + size, index] - rows_h[tops, index]
+            + rows_vd[tops + size - 1, index] - rows_vd[tops, index])
+
+
+def _np_channel_sum(differences: np.ndarray) -> np.ndarray:
+    """Sum over the 3 channels of |differences| (3, h, w) int16."""
+    np.abs(differences, out=differences)
+    return differences[0] + differences[1] + differences[2]
+
+
+def _np_row_sums(values: np.ndarray, lefts: np.ndarray, cols: int) -> np.ndarray:
+    """(h, candidates) int32: row by row, the sum of `values[:, left:left + cols]`."""
+    prefix = np.zeros((values.shape[0], values.shape[1] + 1), dtype=np.int32)
+    np.cumsum(values, axis=1, dtype=np.int32, out=prefix[:, 1:])
+    return prefix[:, lefts + cols] - prefix[:, lefts]
 
 
 def patch_scores_reference(image: np.ndarray, tops: Sequence[int], lefts: Sequence[int],
@@ -162,17 +210,22 @@ def select_rich_patch(image: np.ndarray | torch.Tensor, rng: random.Random,
                       size: int = PATCH_SIZE, candidates: int = CANDIDATES) -> tuple[int, int]:
     """(top, left) of the texture-rich patch of an (H, W, 3) uint8 image with H, W >= size.
 
-    Draws `2 * candidates` `rng.randint` calls as the seed does; a torch tensor is scored
-    on its own device. Ties go to the first candidate drawn.
+    Draws `2 * candidates` `rng.randint` calls as the seed does. A CUDA (or other non-CPU)
+    tensor is scored on its device with torch; everything else in numpy on one core. Ties
+    go to the first candidate drawn.
     """
     height, width = int(image.shape[0]), int(image.shape[1])
     _check_shape(tuple(image.shape), size)
     if candidates < 1:
         raise ValueError(f"need at least one candidate patch, got {candidates}")
     tops, lefts = draw_candidates(rng, height, width, size, candidates)
-    if isinstance(image, torch.Tensor):
+    if isinstance(image, torch.Tensor) and image.device.type != "cpu":
         scores = patch_scores_torch(image, tops, lefts, size).cpu().numpy()
     else:
+        if isinstance(image, torch.Tensor):
+            if image.dtype != torch.uint8:
+                raise ValueError(f"expected a uint8 image, got {image.dtype}")
+            image = image.numpy()
         scores = patch_scores(image, tops, lefts, size)
     best = int(np.argmax(scores))  # first maximum
     return tops[best], lefts[best]

@@ -7,14 +7,19 @@ from __future__ import annotations
 import hashlib
 import random
 
+from raid.primitives.keys import key_bytes
+
 
 def stable_seed(seed: int, key: str, purpose: str = "") -> int:
     """A 63-bit seed from the run seed, the file key and what the randomness is for.
 
     A hash (not Python's `hash`, which is salted per process) keeps it identical across
     processes and machines; `purpose` keeps the patch, noise and perturbation streams apart.
+    The key enters as its bytes (`raid.primitives.keys.key_bytes`): the UTF-8 of a valid key,
+    the original bytes of a file name that is not UTF-8.
     """
-    digest = hashlib.blake2b(f"{int(seed)}\0{purpose}\0{key}".encode("utf-8"), digest_size=8)
+    head = f"{int(seed)}\0{purpose}\0".encode("utf-8")
+    digest = hashlib.blake2b(head + key_bytes(key), digest_size=8)
     return int.from_bytes(digest.digest(), "little") >> 1
 
 

@@ -4,6 +4,12 @@ Import reads `SRC/{0_real,1_fake}/*.npy` (the published training features) and
 `SRC/<generator>/[<subset>/]{0_real,1_fake}/*.npy` (the published test features); label and
 group follow `raid.primitives.layout`, and the key is the file's path relative to SRC. Export writes
 one `(1, D)` float32 `.npy` per row, so the seed's own scripts can read RAID's features.
+
+Arrays with NaN or infinite values (also after the cast to float32) are skipped by name.
+Export writes only inside OUT: every key is checked before the first file is written
+(absolute paths, drive letters, `..`, backslashes, NUL and control characters refused by
+name; a key that is another key's folder, two keys naming one file, or a path through an
+existing file or a link leading out of OUT refused too), so a bad store exports nothing.
 """
 
 from __future__ import annotations
@@ -13,12 +19,14 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from raid.primitives import layout
 from raid.primitives.errors import RaidError
 from raid.primitives.fileio import atomic_path
+from raid.primitives.keys import display_key, relative_parts
 from raid.primitives.progress import Progress
 from raid.store.store import FeatureStore, StoreWriter
 
@@ -60,7 +68,13 @@ def read_npy_tree(src: str | os.PathLike, group: str | None = None,
                 skipped.append((key, f"not a float vector of shape (D,) or (1, D): "
                                      f"{a.dtype} {a.shape}"))
                 continue
-            arrays[key] = a.reshape(-1)
+            a = a.reshape(-1).astype(np.float32)
+            bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+            if bad:
+                skipped.append((key, f"{bad} of {a.size} values are NaN or infinite "
+                                     "(as float32)"))
+                continue
+            arrays[key] = a
     if dim is None and arrays:
         dim = Counter(a.size for a in arrays.values()).most_common(1)[0][0]
     kept = []
@@ -97,7 +111,7 @@ def import_npy(src: str | os.PathLike, store: str | os.PathLike,
             dim = existing.dim
     tree = read_npy_tree(src, group=group, dim=dim)
     for key, reason in tree.skipped:
-        log.warning("skipped %s: %s", Path(src) / key, reason)
+        log.warning("skipped %s: %s", display_key(os.path.join(src, key)), reason)
     if not tree.keys:
         raise RaidError("no usable .npy feature files found", src)
     with StoreWriter(store, tree.features.shape[1], NPY_PROVENANCE) as w:
@@ -108,20 +122,65 @@ def import_npy(src: str | os.PathLike, store: str | os.PathLike,
 
 def export_path(out: Path, key: str) -> Path:
     """Imported rows keep their key; rows of images get `.npy` appended (`a.jpg.npy`), so two
-    images that differ only by suffix never collide."""
-    return out / (key if key.endswith(".npy") else key + ".npy")
+    images that differ only by suffix never collide. Raises `RaidError` for an unsafe key."""
+    parts = relative_parts(key)
+    name = parts[-1] if parts[-1].endswith(".npy") else parts[-1] + ".npy"
+    return out.joinpath(*parts[:-1], name)
+
+
+def plan_export(out: Path, keys: Sequence[str]) -> list[Path]:
+    """The file of every key under `out`, after checking that all of them can be written
+    there (see the module docstring); raises `RaidError` naming the first problem."""
+    targets = [export_path(out, k) for k in keys]
+    files: dict[Path, str] = {}
+    for key, target in zip(keys, targets):
+        other = files.setdefault(target, key)
+        if other != key:
+            raise RaidError(f"keys {display_key(other)!r} and {display_key(key)!r} name one "
+                            f"file {display_key(str(target))}; nothing was written")
+    folders: dict[Path, str] = {}
+    for key, target in zip(keys, targets):
+        for parent in target.relative_to(out).parents:
+            if parent != Path("."):
+                folders.setdefault(out / parent, key)
+    for target, key in files.items():
+        if target in folders:
+            raise RaidError(f"key {display_key(key)!r} is a file where key "
+                            f"{display_key(folders[target])!r} needs a folder; nothing was "
+                            "written")
+    _check_existing(out, folders, files)
+    return targets
+
+
+def _check_existing(out: Path, folders: dict[Path, str], files: dict[Path, str]) -> None:
+    """What already exists under `out` must not turn a write into one outside it."""
+    if out.exists() and not out.is_dir():
+        raise RaidError("exists and is not a folder; nothing was written", out)
+    real_out = Path(os.path.realpath(out))
+    for path, key in [*folders.items(), *files.items()]:
+        if not os.path.lexists(path):
+            continue
+        if path in folders and not path.is_dir():
+            raise RaidError(f"exists and is not a folder, but key {display_key(key)!r} "
+                            "needs one; nothing was written", path)
+        if not Path(os.path.realpath(path)).is_relative_to(real_out):
+            raise RaidError("is a link leading out of the output folder; nothing was "
+                            "written", path)
 
 
 def export_npy(store: str | os.PathLike, out: str | os.PathLike) -> int:
     """Write one (1, D) float32 `.npy` per row under `out`; returns the number written."""
     out = Path(out)
     written = 0
-    with FeatureStore(store) as fs, Progress("exporting", len(fs), "rows") as bar:
-        for rows in fs.iter_batches():
-            for key, vec in zip(rows.keys, rows.features):
-                target = export_path(out, key)
-                with atomic_path(target, fsync=False) as tmp, open(tmp, "wb") as fh:
-                    np.save(fh, vec.reshape(1, -1).astype(np.float32))
-                written += 1
-                bar.update()
+    with FeatureStore(store) as fs:
+        keys = fs.keys()
+        targets = dict(zip(keys, plan_export(out, keys)))
+        with Progress("exporting", len(fs), "rows") as bar:
+            for rows in fs.iter_batches():
+                for key, vec in zip(rows.keys, rows.features):
+                    with atomic_path(targets[key], fsync=False) as tmp, \
+                            open(tmp, "wb") as fh:
+                        np.save(fh, vec.reshape(1, -1).astype(np.float32))
+                    written += 1
+                    bar.update()
     return written

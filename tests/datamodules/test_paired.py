@@ -1,4 +1,4 @@
-"""Tests of datamodules.paired: keys, photo splits, size batches, and the paired rows."""
+"""Tests of datamodules.batches and datamodules.paired: size batches and the paired rows."""
 
 from __future__ import annotations
 
@@ -9,45 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
+from datamodules.batches import ImageBatches, header_size, plan_sizes, size_batches
 from datamodules.images import discover_images
-from datamodules.paired import (ImageBatches, PairedDataModule, find_collisions,
-                                header_size, paired_key, plan_sizes, reconstruction_key,
-                                size_batches, split_by_photo)
+from datamodules.paired import PairedDataModule
 from raid.models.autoencoders import Reconstructor, tiny_autoencoder_kl
+from raid.pipelines.reconstruction import FrozenAutoencoder
 from raid.primitives.patches import patch_rng, rich_patch, select_rich_patch
 from raid.primitives.seeding import stable_seed
-
-
-def test_keys_and_collisions():
-    assert reconstruction_key("sub/a.jpg") == "sub/a.png"
-    assert reconstruction_key("a.b.JPEG") == "a.b.png"
-    assert paired_key("sd14", "sub/a.jpg") == "sd14/sub/a.png"
-    assert find_collisions(["a.jpg", "a.png", "b.jpg", "s/a.jpg"]) == {"a.png": ["a.jpg", "a.png"]}
-
-
-@pytest.mark.parametrize("named", [True, False])
-def test_split_by_photo_keeps_photos_whole(named: bool):
-    photos = [f"d{i % 7}/p{i}.{'jpg' if i % 3 else 'png'}" for i in range(600)]
-    names = ["sd14", "flux"]
-    keys = photos + [paired_key(n, p) for n in names for p in photos]
-    order = np.random.default_rng(0).permutation(len(keys))  # any row order
-    keys = [keys[i] for i in order]
-    kept, held = split_by_photo(keys, 0.25, seed=1, autoencoders=names if named else None)
-    assert len(kept) + len(held) == len(keys) and not set(kept) & set(held)
-    side = {}
-    for idx, s in [(kept, "kept"), (held, "held")]:
-        for i in idx:
-            stem = keys[i].split(".")[0]
-            photo = stem.split("/", 1)[1] if keys[i].split("/")[0] in names else stem
-            assert side.setdefault(photo, s) == s, keys[i]  # never on both sides
-    assert 0.18 < len(held) / len(keys) < 0.32
-    # Another seed gives another split; the split of a photo ignores the other rows.
-    assert not np.array_equal(held, split_by_photo(keys, 0.25, seed=2,
-                                                   autoencoders=names if named else None)[1])
-    sub = keys[:100]
-    sub_held = split_by_photo(sub, 0.25, seed=1, autoencoders=names)[1]
-    assert {sub[i] for i in sub_held} == {keys[i] for i in held} & set(sub)
-    assert split_by_photo(keys, 0.0)[1].size == 0 and split_by_photo(keys, 1.0)[0].size == 0
 
 
 def test_size_batches_group_by_size():
@@ -93,8 +61,8 @@ def test_paired_rows(tmp_path: Path, same_position: bool):
     root = _folder(tmp_path)
     listing = discover_images(root)
     vaes = {"one": tiny_autoencoder_kl(1), "two": tiny_autoencoder_kl(2)}
-    dm = PairedDataModule(listing, vaes, seed=3, recon_seed=4, patch_size=32,
-                          same_position=same_position)
+    dm = PairedDataModule(listing, {n: FrozenAutoencoder(m) for n, m in vaes.items()},
+                          seed=3, recon_seed=4, patch_size=32, same_position=same_position)
     out = [dm.pair(b) for b in _batches(root)]
     keys = [k for o in out for k in o["key"]]
     assert sorted(keys) == sorted(
@@ -121,17 +89,28 @@ def test_paired_rows(tmp_path: Path, same_position: bool):
                        torch.from_numpy(rich_patch(small, patch_rng(3, "s/small.png"), 32)))
 
 
-def test_paired_parts_are_whole_photos(tmp_path: Path):
-    root = tmp_path
-    for i in range(12):
-        Image.new("RGB", (16, 16), (i, 0, 0)).save(root / f"p{i}.png")
-    listing = discover_images(root)
-    vaes = {"one": tiny_autoencoder_kl(1)}
-    parts = {}
-    for part in ("kept", "held-out"):
-        dm = PairedDataModule(listing, vaes, patch_size=16, holdout=0.4, part=part,
-                              split_seed=1)
-        dm.setup("predict")
-        parts[part] = [k for b in dm.dataset.batches for k in (dm.dataset.keys[i] for i in b)]
-    assert sorted(parts["kept"] + parts["held-out"]) == sorted(listing.keys)
-    assert parts["kept"] and parts["held-out"]
+def test_paired_takes_any_reconstruction_function(tmp_path: Path):
+    """The data module knows no model: it calls the injected function with each batch of
+    one size and the per-image noise seeds of (recon seed, image key)."""
+    root = _folder(tmp_path)
+    calls = []
+
+    def invert(images: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+        calls.append((tuple(images.shape), list(seeds)))
+        return 255 - images
+
+    dm = PairedDataModule(discover_images(root), {"inv": invert}, seed=3, recon_seed=4,
+                          patch_size=32, same_position=True)
+    batches = _batches(root, batch_size=2)
+    out = [dm.pair(b) for b in batches]
+    rows = {k: (o["patch"][i], o["label"][i], o["group"][i])
+            for o in out for i, k in enumerate(o["key"])}
+    # one call per decoded batch of one size, with the seeds of its images' keys
+    expected = [(tuple(imgs.shape), [stable_seed(4, b["key"][i], "noise") for i in r])
+                for b in batches for imgs, r in zip(b["images"], b["rows"])]
+    assert calls == expected and len(calls) == 3  # (64, 64) x 2, (60, 70), (30, 40)
+    real, fake = rows["s/c.png"], rows["inv/s/c.png"]
+    assert fake[1:] == (1, "inv") and real[1:] == (0, "real")
+    assert torch.equal(fake[0], 255 - real[0])  # same position: the inverted real patch
+    with pytest.raises(ValueError, match="at least one autoencoder"):
+        PairedDataModule(discover_images(root), {})

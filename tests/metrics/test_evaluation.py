@@ -12,7 +12,8 @@ from PIL import Image
 from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
 
 from raid.primitives.errors import RaidError
-from raid.metrics.evaluation import METRICS, EvaluationResult, evaluate, plot_sweep, write_report
+from raid.metrics.metrics import METRICS, EvaluationResult, evaluate
+from raid.metrics.reports import plot_sweep, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -103,7 +104,7 @@ def test_threshold_is_strictly_above_half():
 def test_unknown_labels_are_left_out_and_counted(caplog):
     probs = np.array([0.9, 0.1, 0.8, 0.2])
     labels = np.array([1, 0, -1, -1])
-    with caplog.at_level(logging.WARNING, logger="raid.metrics.evaluation"):
+    with caplog.at_level(logging.WARNING, logger="raid.metrics.metrics"):
         result = evaluate(probs, labels, ["a", "a", "a", "b"])
     assert result.n_unknown == 2
     assert "2 of 4" in caplog.text

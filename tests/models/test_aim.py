@@ -85,57 +85,6 @@ def test_aim_3b_has_the_official_key_layout():
     assert round(backbone / 1e9, 2) == 2.72
 
 
-# --------------------------------------------------------------------------- configs
-
-
-@pytest.mark.parametrize("name, width, depth, heads, first", [
-    ("600m", 1536, 24, 12, 14), ("1b", 2048, 24, 16, 12),
-    ("3b", 3072, 24, 24, 12), ("7b", 4096, 32, 32, 14)])
-def test_named_configs(name, width, depth, heads, first):
-    cfg = load_config(name)
-    assert (cfg.width, cfg.depth, cfg.heads) == (width, depth, heads)
-    assert cfg.probe_layers == tuple(range(first, first + 6))
-    assert (cfg.patch_size, cfg.image_size, cfg.num_tokens) == (14, 224, 256)
-    assert load_config(f"aim-{name.upper()}") == cfg
-    assert load_config(name, probe="last").probe_layers == tuple(range(depth - 6, depth))
-
-
-def test_custom_yaml(tiny_cfg: AimConfig):
-    assert (tiny_cfg.width, tiny_cfg.depth, tiny_cfg.heads) == (64, 4, 4)
-    assert tiny_cfg.probe_layers == (1, 2) and tiny_cfg.grid == 4
-    assert tiny_cfg.name == "tiny"
-    assert load_config(tiny_cfg.source, probe="last").probe_layers == (2, 3)
-
-
-@pytest.mark.parametrize("text, reason", [
-    ("width: [1\n", "YAML"),
-    ("- 1\n- 2\n", "mapping"),
-    (TINY_YAML.replace("heads: 4\n", ""), "heads"),
-    (TINY_YAML.replace("heads: 4", "heads: 5"), "divisible"),
-    (TINY_YAML.replace("[1, 2]", "[1, 4]"), "probe layer"),
-    (TINY_YAML.replace("[1, 2]", "[]"), "probe_layers"),
-    (TINY_YAML.replace("[1, 2]", "[1, 1]"), "duplicates"),
-    (TINY_YAML.replace("width: 64", "width: -64"), "width"),
-    (TINY_YAML.replace("image_size: 56", "image_size: 50"), "multiple"),
-    (TINY_YAML + "widht: 3\n", "unknown"),
-])
-def test_bad_yaml_is_a_raid_error(tmp_path: Path, text: str, reason: str):
-    path = tmp_path / "bad.yaml"
-    path.write_text(text)
-    with pytest.raises(RaidError, match=reason) as info:
-        load_config(path)
-    assert str(path) in str(info.value)
-
-
-def test_unknown_size_and_missing_file(tmp_path: Path):
-    with pytest.raises(RaidError, match="unknown AIM size"):
-        load_config("5b")
-    with pytest.raises(RaidError, match="no such"):
-        load_config(tmp_path / "absent.yaml")
-    with pytest.raises(RaidError, match="probe"):
-        load_config("3b", probe="middle")
-
-
 # --------------------------------------------------------------------------- forward
 
 
@@ -359,3 +308,34 @@ def test_files_that_are_not_checkpoints(tiny, saved, tmp_path: Path):
         assert "weights_only=False" not in str(info.value)
     with pytest.raises(RaidError, match="absent"):
         checkpoint_digest(tmp_path / "absent.pth")
+
+
+@pytest.mark.parametrize("name, content, reason", [
+    ("text.pth", b"every word here is text\n", "not a weights file (expected a PyTorch"),
+    ("photo.pth", b"\xff\xd8\xff\xe0" + bytes(range(256)) * 2, "not a weights file"),
+    ("empty.pth", b"", "empty file, not a weights file"),
+    ("zip.pth", b"PK\x03\x04" + bytes(200), "not a readable PyTorch checkpoint (damaged"),
+    ("pickle.pth", b"\x80\x02" + bytes(range(40)), "not a readable PyTorch checkpoint"),
+    ("eee.pth", b"e" * 40, "not a weights file"),
+    ("bad.safetensors", b"hello", "not a readable safetensors file"),
+])
+def test_a_file_that_is_no_weights_file_gives_one_plain_line(tiny, tmp_path: Path, name,
+                                                              content, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(RaidError) as info:
+        load_aim(tiny.config, path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {reason}"), message
+    assert "\n" not in message and "Error" not in message  # no loader internals
+
+
+def test_pickled_objects_and_truncated_files_are_named_as_such(tiny, saved, tmp_path: Path):
+    evil = tmp_path / "evil.pth"
+    torch.save({"a": _Payload()}, evil)
+    with pytest.raises(RaidError, match="holds Python objects besides tensors; refused"):
+        load_aim(tiny.config, evil)
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(saved[0].read_bytes()[:2000])
+    with pytest.raises(RaidError, match=r"cut.pth: not a readable PyTorch checkpoint \(damaged"):
+        load_aim(tiny.config, cut)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -13,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from raid.models.autoencoders import (
     Reconstructor,
+    autoencoder_digest,
     autoencoder_name,
     load_autoencoder,
     nonfinite_rows,
@@ -83,6 +85,24 @@ def test_load_dtype_and_name_of_pipeline_vae(tmp_path):
     assert autoencoder_name(folder) == "stable-diffusion-v1-4"
     half = load_autoencoder(folder, dtype=torch.bfloat16)
     assert all(p.dtype == torch.bfloat16 for p in half.parameters())
+
+
+def test_digest_covers_config_and_weights_of_the_model_folder(tmp_path):
+    folder = save_pipeline(tiny_autoencoder_kl(seed=1), tmp_path / "pipe")
+    vae = folder / "vae"
+    # written out independently: sorted "name NUL sha256 LF" lines, hashed
+    lines = b"".join(p.name.encode() + b"\0" + hashlib.sha256(p.read_bytes()).hexdigest()
+                     .encode() + b"\n" for p in sorted(vae.iterdir()))
+    digest = autoencoder_digest(folder)
+    assert digest == hashlib.sha256(lines).hexdigest()
+    assert autoencoder_digest(vae) == digest
+    (vae / "notes.txt").write_text("not part of the model")
+    (folder / "model_index.json").write_text("{}")
+    assert autoencoder_digest(folder) == digest
+    other = save_pipeline(tiny_autoencoder_kl(seed=2), tmp_path / "other")
+    assert autoencoder_digest(other) != digest
+    with pytest.raises(RaidError, match="no such autoencoder folder"):
+        autoencoder_digest(tmp_path / "absent")
 
 
 def test_load_bin_and_variant(tmp_path):

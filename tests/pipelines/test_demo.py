@@ -3,16 +3,19 @@ on a config naming checkpoints and folders."""
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from raid.cli.main import main
-from raid.pipelines.demo import load_demo_config
+from raid.pipelines.bundle import load_bundle
+from raid.pipelines.demo_config import load_demo_config
 from raid.primitives.errors import RaidError
 
 
+@pytest.mark.slow
 def test_demo_runs_reruns_and_runs_from_a_config(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out)]) == 0
@@ -34,7 +37,13 @@ def test_demo_runs_reruns_and_runs_from_a_config(tmp_path, capsys):
     assert len(list((out / "reconstructed" / "vae-tiny").glob("*.png"))) == 40
     summary = json.loads((report / "summary.json").read_text())
     assert [s["step"] for s in summary["steps"]] == [
-        "reconstruct", "build-train", "fit", "benchmark", "detect"]
+        "reconstruct", "build-train", "fit", "bundle", "benchmark", "detect"]
+    # a self-contained detector bundle: its files inside it, verified on loading
+    bundle = load_bundle(out / "bundle")
+    assert bundle.model.read_bytes() == (out / "models" / "detector.safetensors").read_bytes()
+    for path in (bundle.model, bundle.backbone, bundle.head, Path(bundle.arch)):
+        assert path.is_relative_to((out / "bundle").resolve()), path
+    assert summary["bundle"] == str(out / "bundle") and f"--model {out / 'bundle'}" in text
 
     # a second run into the same folder reuses everything and gives the same numbers
     model = out / "models" / "detector.safetensors"
@@ -67,6 +76,9 @@ def test_demo_runs_reruns_and_runs_from_a_config(tmp_path, capsys):
     assert json.loads((second / "clean" / "metrics.json").read_text()) == metrics
     assert not (second / "robustness.png").exists()
     assert not (tmp_path / "from-config" / "reconstructed").exists()
+    # without copies: the bundle names the checkpoints where the config has them
+    assert load_bundle(tmp_path / "from-config" / "bundle").backbone == \
+        (models / "aim-tiny_backbone.pth").resolve()
 
 
 def test_the_shipped_config_is_valid_but_names_missing_files(tmp_path):
@@ -77,7 +89,7 @@ def test_the_shipped_config_is_valid_but_names_missing_files(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     ({"aim": None}, "key 'aim': must be a mapping"),
-    ({"colour": 1}, "key 'colour': unknown key"),
+    ({"colour": 1}, "unknown key(s) colour"),
     ({"aim": {"arch": "tiny.yaml", "backbone": "b.pth", "typo": 1}}, "key 'aim.typo'"),
     ({"vae": []}, "key 'vae': must list"),
     ({"vae": ["nowhere"]}, "key 'vae[0]': no such folder"),
@@ -101,6 +113,6 @@ def test_config_mistakes_name_the_key(tmp_path, monkeypatch, change, message):
     assert plan.real == Path("real") and plan.out == Path("raid-demo") and not plan.synthetic
     config.update(change)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    with pytest.raises(RaidError, match=message.replace("[", r"\[").replace("]", r"\]")) as info:
+    with pytest.raises(RaidError, match=re.escape(message)) as info:
         load_demo_config(tmp_path / "c.yaml")
     assert "\n" not in str(info.value)

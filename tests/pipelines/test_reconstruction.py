@@ -13,12 +13,13 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import aim_args, require_shared
+from helpers import aim_args, require_shared
 from raid.models.autoencoders import Reconstructor, load_autoencoder, tiny_autoencoder_kl
 from raid.cli.main import main
 from raid.pipelines.reconstruction import FAILURES_FILE
 from raid.store.store import FeatureStore
 from raid.pipelines.train import fit_store
+from raid.primitives import synthetic
 
 # (height, width): odd sides (padded to the factor 8 and cropped back) and one image
 # smaller than the 56-pixel patch (resized whole by the patch policy).
@@ -38,20 +39,9 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 
 def make_photos(folder: Path, seed: int = 0) -> dict[str, np.ndarray]:
-    """Textured images (smooth colour fields plus grain): a random decoder's output then
-    has structure, and the texture-rich patch has a clear choice."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for key, (h, w) in PHOTOS.items():
-        yy, xx = np.mgrid[0:h, 0:w]
-        base = 128 + 60 * np.sin(xx[..., None] / rng.uniform(3, 9, 3) + rng.uniform(0, 6, 3))
-        base += 40 * np.cos(yy[..., None] / rng.uniform(3, 9, 3))
-        image = np.clip(base + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
-        path = folder / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(path, quality=95)
-        out[key] = np.asarray(Image.open(path).convert("RGB"))  # JPEG: what was stored
-    return out
+    """Textured synthetic photos at `PHOTOS` (a random decoder's output then has structure,
+    and the texture-rich patch has a clear choice); returns the pixels each file holds."""
+    return synthetic.write_images(folder, PHOTOS, seed=seed)
 
 
 def read_png(path: Path) -> np.ndarray:
@@ -68,6 +58,7 @@ def rows(store: Path) -> dict[str, tuple[np.ndarray, int, str]]:
 
 # --------------------------------------------------------------------------- reconstruct
 
+@pytest.mark.slow
 def test_reconstruct_end_to_end(tmp_path: Path, models, capsys):
     bad_dir = require_shared("bad-images")
     src = tmp_path / "in"
@@ -124,6 +115,7 @@ def test_reconstruct_end_to_end(tmp_path: Path, models, capsys):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == stamps
 
 
+@pytest.mark.slow
 def test_reconstruct_mode_equals_diffusers(tmp_path: Path, models, capsys):
     src = tmp_path / "in"
     photos = make_photos(src, seed=1)
@@ -156,6 +148,7 @@ def test_reconstruct_refuses_output_equal_to_input(tmp_path: Path, models, capsy
 
 # --------------------------------------------------------------------------- build-train
 
+@pytest.mark.slow
 def test_build_train_equals_reconstruct_then_extract(tmp_path: Path, models, tiny_aim,
                                                      capsys):
     real = tmp_path / "real"

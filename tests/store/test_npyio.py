@@ -1,5 +1,3 @@
-import shutil
-
 import numpy as np
 import pytest
 
@@ -14,6 +12,7 @@ def _write(path, array):
     np.save(path, array)
 
 
+@pytest.mark.slow
 def test_import_shared_training_features_then_export_them_unchanged(seed_features, tmp_path):
     src = seed_features / "train"
     store = tmp_path / "train.h5"

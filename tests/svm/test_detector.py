@@ -1,52 +1,21 @@
-"""RaidDetector: SVM paths against scikit-learn, Platt scaling, model files, bad input,
-and the seed's published features (skipped where ../shared is absent)."""
+"""RaidDetector: SVM paths against scikit-learn, calibration, scikit-learn conventions,
+bad input, and the seed's published features (skipped where ../shared is absent)."""
 
 from __future__ import annotations
 
-import json
-import struct
+import warnings
 
 import numpy as np
 import pytest
+from sklearn.base import clone
+from sklearn.exceptions import DataConversionWarning, NotFittedError
 from sklearn.metrics import roc_auc_score
 from sklearn.svm import SVC
 
-from raid.svm.detector import RaidDetector, RbfKernel, fit_platt, platt_probability
-from raid.primitives.errors import RaidError
+from raid.primitives.errors import RaidError, RaidInputError
+from raid.svm.detector import RaidDetector
 
-
-def blobs(n: int = 300, d: int = 20, seed: int = 0, shift: float = 0.6):
-    """Two overlapping Gaussian classes (float32), so the SVM has margin errors too."""
-    rng = np.random.default_rng(seed)
-    y = np.repeat([0, 1], n // 2)
-    X = rng.normal(size=(n, d)) + shift * y[:, None] * rng.normal(size=d)
-    return X.astype(np.float32), y
-
-
-@pytest.fixture(scope="module")
-def data():
-    X, y = blobs(400, 20, seed=1)
-    return X[:300], y[:300], X[300:], y[300:]
-
-
-@pytest.fixture(scope="module")
-def fitted(data):
-    X, y, _, _ = data
-    return RaidDetector(backend="sklearn", progress=False).fit(X, y)
-
-
-# ---------------------------------------------------------------- kernel and scoring
-
-def test_gram_matches_float64_kernel():
-    from sklearn.metrics.pairwise import rbf_kernel
-    X, _ = blobs(700, 50, seed=2)
-    X = X * 3 + 5  # off-centre, larger norms: the centring must absorb this
-    gamma = 1 / 50
-    K = RbfKernel(gamma, X.mean(0, dtype=np.float64)).gram(X)
-    ref = rbf_kernel(X.astype(np.float64), gamma=gamma)
-    assert K.dtype == np.float64 and K.flags.c_contiguous
-    assert np.array_equal(K, K.T) and np.all(np.diag(K) == 1.0)
-    assert np.abs(K - ref).max() < 1e-6
+# ---------------------------------------------------------------- fit paths
 
 
 @pytest.mark.parametrize("precompute", [True, False])
@@ -63,16 +32,6 @@ def test_fit_matches_sklearn(data, precompute):
     dec, dec_ref = det.decision_function(Xt), ref.decision_function(Xt)
     assert np.allclose(dec, dec_ref, atol=1e-4)
     assert np.array_equal(dec > 0, dec_ref > 0)
-
-
-def test_scoring_matches_sklearn_decision_function(data):
-    """The torch scorer alone (plain-path model) against libsvm's own decision values."""
-    X, y, Xt, _ = data
-    ref = SVC(kernel="rbf", C=2.0, gamma=0.03).fit(X, y)
-    kernel = RbfKernel(0.03, ref.support_vectors_.mean(0))
-    dec = kernel.decision(Xt, ref.support_vectors_.astype(np.float32), ref.dual_coef_[0],
-                          ref.intercept_[0], batch=7)
-    assert np.allclose(dec, ref.decision_function(Xt), atol=1e-6)
 
 
 def test_precomputed_and_plain_paths_agree(data):
@@ -120,35 +79,7 @@ def test_indices(data):
             RaidDetector(indices=np.array(bad), progress=False).fit(X, y)
 
 
-# ---------------------------------------------------------------- Platt scaling
-
-def test_platt_recovers_known_sigmoid():
-    rng = np.random.default_rng(3)
-    f = rng.uniform(-3, 3, 40000)
-    a_true, b_true = -2.0, 0.5
-    y = rng.random(len(f)) < platt_probability(f, a_true, b_true)
-    a, b = fit_platt(f, y)
-    assert a == pytest.approx(a_true, abs=0.08) and b == pytest.approx(b_true, abs=0.06)
-
-
-def test_platt_separable_data_matches_direct_minimisation():
-    """Perfectly separated values: only the smoothed targets keep A finite. The Newton fit
-    must land on the minimum of Platt's loss, checked against scipy's BFGS."""
-    from scipy.optimize import minimize
-    f = np.concatenate([np.linspace(-5, -1, 50), np.linspace(1, 5, 70)])
-    y = (f > 0).astype(int)
-    a, b = fit_platt(f, y)
-    t = np.where(y == 1, 71 / 72, 1 / 52)
-
-    def loss(ab):
-        z = ab[0] * f + ab[1]
-        return np.sum(np.logaddexp(0, z) - (1 - t) * z)
-
-    ref = minimize(loss, [0.0, 0.0], method="BFGS", options={"gtol": 1e-10})
-    assert np.isfinite([a, b]).all() and a < 0
-    assert a == pytest.approx(ref.x[0], abs=1e-4) and b == pytest.approx(ref.x[1], abs=1e-4)
-    assert loss([a, b]) <= ref.fun + 1e-9
-
+# ---------------------------------------------------------------- calibration
 
 def test_probabilities_monotone_in_decision(fitted, data):
     _, _, Xt, _ = data
@@ -174,99 +105,62 @@ def test_calibration_is_seeded(data):
     assert (a.platt_a_, a.platt_b_) != (c.platt_a_, c.platt_b_)
 
 
-# ---------------------------------------------------------------- model file
+# ---------------------------------------------------------------- scikit-learn conventions
 
-def test_save_load_round_trip(fitted, data, tmp_path):
+def test_parameters_are_stored_unchecked_and_clone():
+    """__init__ only stores (validation happens in fit), so clone and set_params work on
+    any value; get_params lists every __init__ parameter."""
+    idx = np.array([3, 1])
+    det = RaidDetector(C=-5, gamma="nonsense", indices=idx, backend="thundersvm", threshold=2)
+    assert det.get_params()["C"] == -5 and det.get_params()["backend"] == "thundersvm"
+    twin = clone(det)
+    assert twin.get_params()["gamma"] == "nonsense"
+    assert np.array_equal(twin.indices, idx)
+    assert not hasattr(twin, "classes_")
+    assert set(det.get_params()) >= {"C", "gamma", "indices", "backend", "cv_folds",
+                                     "random_state", "tol", "threshold", "n_jobs"}
+    with pytest.raises(ValueError, match="Invalid parameter"):
+        det.set_params(kernel="linear")
+
+
+def test_not_fitted_error_before_fit(data, tmp_path):
     _, _, Xt, _ = data
-    path = tmp_path / "sub" / "model.safetensors"
-    fitted.save(path)
-    assert [p.name for p in path.parent.iterdir()] == ["model.safetensors"]  # no temp left
-    assert b"pickle" not in path.read_bytes()[:8]
-    loaded = RaidDetector.load(path)
-    assert np.array_equal(loaded.predict_proba(Xt), fitted.predict_proba(Xt))
-    for attr in ("support_vectors_", "dual_coef_", "support_"):
-        assert np.array_equal(getattr(loaded, attr), getattr(fitted, attr))
-    assert (loaded.gamma_, loaded.intercept_, loaded.backend_) == (
-        fitted.gamma_, fitted.intercept_, fitted.backend_)
-    assert loaded.indices_ is None and loaded.C == fitted.C
+    det = RaidDetector()
+    for call in (det.predict, det.predict_proba, det.decision_function):
+        with pytest.raises(NotFittedError, match="not fitted"):
+            call(Xt)
+    with pytest.raises(RaidError, match="not fitted"):  # the CLI's one-line error too
+        det.save(tmp_path / "m")
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_round_trip_with_indices(data, tmp_path):
+def test_input_errors_are_value_errors(data):
+    X, y, _, _ = data
+    det = RaidDetector(backend="sklearn", progress=False)
+    for bad_X, bad_y in ((X[:, :0], y), (X, y[:-1]), (X, np.full(len(y), 0.5))):
+        with pytest.raises(ValueError) as err:
+            det.fit(bad_X, bad_y)
+        assert isinstance(err.value, RaidInputError) and isinstance(err.value, RaidError)
+
+
+def test_array_likes_and_dtypes_give_the_same_model(data):
+    """What the label-bound scikit-learn checks test, with RAID's 0/1 labels: lists,
+    float64, int and object arrays, read-only input, boolean and column-vector labels."""
     X, y, Xt, _ = data
-    det = RaidDetector(indices=np.arange(0, 20, 2), gamma="scale", backend="sklearn",
-                       progress=False).fit(X, y)
-    det.save(tmp_path / "m")
-    loaded = RaidDetector.load(tmp_path / "m")
-    assert np.array_equal(loaded.indices_, det.indices_) and loaded.gamma == "scale"
-    assert np.array_equal(loaded.predict_proba(Xt), det.predict_proba(Xt))
-
-
-def _header(path):
-    data = path.read_bytes()
-    size = struct.unpack("<Q", data[:8])[0]
-    return data, size, json.loads(data[8:8 + size])
-
-
-def _rewrite(path, header, body):
-    raw = json.dumps(header).encode()
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw + body)
-
-
-def test_corrupted_files(fitted, tmp_path):
-    good = tmp_path / "good.safetensors"
-    fitted.save(good)
-    data, size, header = _header(good)
-
-    flipped = bytearray(data)
-    flipped[-3] ^= 0x01  # one bit of a tensor
-    cases = {  # name: (content, expected reason)
-        "truncated": (data[:len(data) - 100], "truncated"),
-        "short": (data[:5], "only 5 bytes"),
-        "tensor_bit": (bytes(flipped), "checksum"),
-        "png": (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "not safetensors"),
-        "empty": (b"", "only 0 bytes"),
-    }
-    for name, (blob, reason) in cases.items():
-        p = tmp_path / f"{name}.safetensors"
-        p.write_bytes(blob)
-        with pytest.raises(RaidError, match=f"{name}.safetensors: .*{reason}") as err:
-            RaidDetector.load(p)
-        assert "\n" not in str(err.value) and err.value.path == str(p)
-
-    # Altered metadata (intercept changed): the checksum covers the metadata too.
-    meta = json.loads(header["__metadata__"]["raid"])
-    meta["intercept"] += 1.0
-    header["__metadata__"]["raid"] = json.dumps(meta, sort_keys=True)
-    p = tmp_path / "meta_altered"
-    _rewrite(p, header, data[8 + size:])
-    with pytest.raises(RaidError, match="meta_altered.*checksum"):
-        RaidDetector.load(p)
-
-    # A valid safetensors file that is not a RAID model.
-    from safetensors.numpy import save_file
-    foreign = tmp_path / "foreign.safetensors"
-    save_file({"w": np.zeros((3, 3), np.float32)}, str(foreign))
-    with pytest.raises(RaidError, match="foreign.*not a RAID model"):
-        RaidDetector.load(foreign)
-
-    with pytest.raises(RaidError, match="missing.*cannot read"):
-        RaidDetector.load(tmp_path / "missing.safetensors")
-
-
-def test_future_format_version_is_refused(fitted, tmp_path):
-    from raid.svm.detector import _digest
-    from safetensors.numpy import load_file
-    p = tmp_path / "m"
-    fitted.save(p)
-    data, size, header = _header(p)
-    meta = json.loads(header["__metadata__"]["raid"])
-    meta["format_version"] = 99
-    meta_json = json.dumps(meta, sort_keys=True)
-    header["__metadata__"]["raid"] = meta_json
-    header["__metadata__"]["sha256"] = _digest(load_file(str(p)), meta_json)
-    _rewrite(p, header, data[8 + size:])
-    with pytest.raises(RaidError, match="version 99"):
-        RaidDetector.load(p)
+    Xr = np.round(X * 4)  # exactly representable in every dtype below
+    ref = RaidDetector(backend="sklearn", progress=False).fit(Xr, y)
+    ro = Xr.copy()
+    ro.flags.writeable = False
+    variants = [(Xr.tolist(), y.tolist()), (Xr.astype(np.float64), y),
+                (Xr.astype(np.int32), y.astype(np.float64)), (Xr.astype(object), y),
+                (ro, y.astype(bool))]
+    for Xv, yv in variants:
+        det = RaidDetector(backend="sklearn", progress=False).fit(Xv, yv)
+        assert np.array_equal(det.dual_coef_, ref.dual_coef_)
+        assert np.array_equal(det.decision_function(Xt.tolist()), ref.decision_function(Xt))
+    with pytest.warns(DataConversionWarning):
+        col = RaidDetector(backend="sklearn", progress=False).fit(Xr, y[:, None])
+    assert np.array_equal(col.dual_coef_, ref.dual_coef_)
 
 
 # ---------------------------------------------------------------- bad input
@@ -293,11 +187,21 @@ def test_bad_training_input(data):
         det.fit(X, y[:-1])
     with pytest.raises(RaidError, match="backend"):
         RaidDetector(backend="thundersvm").fit(X, y)
+    # A store's unknown rows (label -1) are never trained on as a class.
+    with pytest.raises(RaidError, match=r"labels must be 0 \(real\) or 1 \(generated\)"):
+        det.fit(X, np.where(np.arange(len(y)) % 7 == 0, -1, y))
+    with pytest.raises(RaidError, match="requires y"):
+        det.fit(X, None)
+    for name, bad in (("C", dict(C=0)), ("C", dict(C="1")), ("cv_folds", dict(cv_folds=1)),
+                      ("cv_folds", dict(cv_folds=200)), ("threshold", dict(threshold=1.0)),
+                      ("threshold", dict(threshold=True))):
+        with pytest.raises(RaidInputError, match=name):
+            RaidDetector(backend="sklearn", progress=False, **bad).fit(X, y)
 
 
 def test_bad_scoring_input(fitted, data):
     _, _, Xt, _ = data
-    with pytest.raises(RaidError, match="model expects 20 features, got 19"):
+    with pytest.raises(RaidError, match="X has 19 features, but RaidDetector is expecting 20"):
         fitted.predict_proba(Xt[:, :19])
     bad = Xt.copy()
     bad[0, 0] = np.nan
@@ -307,6 +211,9 @@ def test_bad_scoring_input(fitted, data):
         fitted.predict(Xt[:0])
     with pytest.raises(RaidError, match="not fitted"):
         RaidDetector().predict(Xt)
+    from scipy.sparse import csr_matrix
+    with pytest.raises(RaidError, match="sparse input is not supported"):
+        fitted.predict(csr_matrix(Xt))
 
 
 def test_cuml_backend_refused_without_cuml(data):
@@ -345,6 +252,7 @@ def seed_model(seed_split):
     return RaidDetector(progress=False).fit(Xtr, ytr)
 
 
+@pytest.mark.slow
 def test_seed_features_accuracy(seed_split, seed_model, tmp_path):
     _, _, Xte, yte = seed_split
     assert len(Xte) == 2400 and seed_model.backend_ in ("sklearn", "cuml")
@@ -358,6 +266,7 @@ def test_seed_features_accuracy(seed_split, seed_model, tmp_path):
     assert np.array_equal(again.predict_proba(Xte), proba)
 
 
+@pytest.mark.slow
 def test_seed_features_match_plain_svc(seed_split):
     """Same decisions as plain SVC(kernel="rbf", C=1, gamma=1/3072). Plain SVC is slow
     here, so both are trained on the same stratified 2,000-row subset of the training

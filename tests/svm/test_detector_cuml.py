@@ -9,7 +9,8 @@ import pytest
 import torch
 from sklearn.svm import SVC
 
-from raid.svm.detector import RaidDetector, RbfKernel, cuml_available
+from raid.svm.detector import RaidDetector, cuml_available
+from raid.svm.kernel import RbfKernel
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 needs_cuml = pytest.mark.skipif(not cuml_available(), reason="cuML or a CUDA device is absent")

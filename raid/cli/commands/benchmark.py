@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--perturb", nargs="+", default=[], metavar="SPEC",
                    help="robustness settings, e.g. jpeg=95,75,50 blur=1,2 resize=0.5 "
                         "noise=0.05 (clean is always evaluated too)")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="evaluate even when the features (or AIM checkpoints) differ from "
+                        "those the model was fitted on (warns)")
     add_model_arguments(p, required=False)  # not needed with --features
     add_run_arguments(p)
 
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         opts = options_from(args)
     summary = run_benchmark(config, args.model, args.out, root=args.root, opts=opts,
                             perturbations=perturbations, features=args.features,
-                            cache=args.cache)
+                            cache=args.cache, allow_mismatch=args.allow_mismatch)
     if summary is not None:  # None on the other processes of a multi-process run
         print("\n".join(summary.lines()))
     return 0

@@ -6,7 +6,6 @@ import argparse
 
 from raid.models.autoencoders import LATENTS, PRECISIONS
 from raid.cli.commands.extract import add_model_arguments, add_run_arguments, options_from
-from raid.pipelines.reconstruction import build_train
 
 NAME = "build-train"
 HELP = ("features of the real photos under --real and of their reconstructions by each --vae "
@@ -35,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from raid.pipelines.build_train import build_train
+
     summary = build_train(args.real, args.vae, args.out, options_from(args),
                           latent=args.latent, recon_seed=args.recon_seed,
                           recon_precision=args.recon_precision,

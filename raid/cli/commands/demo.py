@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 
-from raid.pipelines.demo import load_demo_config, run_demo, synthetic_plan
-
 NAME = "demo"
 HELP = ("run the whole pipeline end to end: without --config on synthetic images with tiny "
         "random-weight models (about a minute on a CPU; its numbers mean nothing), with "
@@ -21,6 +19,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from raid.pipelines.demo import run_demo
+    from raid.pipelines.demo_config import load_demo_config
+    from raid.pipelines.demo_data import synthetic_plan
+
     if args.config:
         plan = load_demo_config(args.config, out=args.out)
     else:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from raid.metrics.evaluation import evaluate_store
-
 NAME = "evaluate"
 HELP = ("score a feature store with a saved detector and write metrics.json, metrics.csv, "
         "report.md and roc.png (accuracy, real/fake accuracy, AP, AUROC per group and mean)")
@@ -16,10 +14,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("store", help="feature store (.h5)")
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--groups", nargs="+", default=None, help="evaluate these groups only")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="evaluate even when the store's features were made otherwise than "
+                        "those the model was fitted on (warns)")
 
 
 def run(args: argparse.Namespace) -> int:
-    result = evaluate_store(args.model, args.store, args.out, groups=args.groups)
+    from raid.pipelines.evaluate import evaluate_store
+
+    result = evaluate_store(args.model, args.store, args.out, groups=args.groups,
+                            allow_mismatch=args.allow_mismatch)
     m = result.metrics["mean"]
     print(f"{len(result.metrics['groups'])} group(s); mean accuracy "
           f"{_pct(m['accuracy'])}, mean AUROC {_pct(m['auroc'])} -> {args.out}/report.md")

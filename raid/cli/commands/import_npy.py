@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from raid.store.npyio import import_npy
-
 NAME = "import-npy"
 HELP = ("import the seed's per-image .npy features (SRC/{0_real,1_fake}/*.npy or "
-        "SRC/<generator>/[<subset>/]{0_real,1_fake}/*.npy) into a feature store")
+        "SRC/<generator>/[<subset>/]{0_real,1_fake}/*.npy) into a feature store; arrays "
+        "that are not float vectors of the common size or hold NaN/inf are skipped by name")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,9 +19,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from raid.primitives.keys import display_key
+    from raid.store.npyio import import_npy
+
     s = import_npy(args.src, args.out, group=args.group)
     for key, reason in s.skipped:
-        print(f"skipped {key}: {reason}")
+        print(f"skipped {display_key(key)}: {reason}")
     print(f"added {s.added} rows to {args.out} ({s.already_present} already present, "
           f"{len(s.skipped)} skipped, {s.other_files} other files ignored)")
     for group, by_label in s.counts.items():

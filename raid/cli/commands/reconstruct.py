@@ -7,7 +7,6 @@ import os
 
 from raid.models.autoencoders import LATENTS, PRECISIONS
 from raid.cli.commands.extract import add_device_arguments
-from raid.pipelines.reconstruction import ReconstructOptions, reconstruct_folder
 
 NAME = "reconstruct"
 HELP = ("reconstruct every image under --input with a diffusers autoencoder into PNGs under "
@@ -34,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from raid.pipelines.reconstruction import ReconstructOptions, reconstruct_folder
+
     devices = args.devices if args.devices == "auto" else int(args.devices)
     opts = ReconstructOptions(
         latent=args.latent, seed=args.seed, precision=args.precision,

@@ -1,0 +1,204 @@
+"""Per-group detection metrics: the one threshold, the one table of metric names, and their
+formatting, used by every report, table and command summary.
+
+Metrics follow the AIGCDetectBenchmark harness and the paper: per group (generator),
+accuracy at the threshold, accuracy on real images, accuracy on generated images, average
+precision and ROC AUC of P(generated); then the mean over groups of each metric (not a
+pooled figure). An image counts as generated when P(generated) > THRESHOLD *strictly*: a
+probability of exactly 0.5 is called real. Accuracies are exact ratios of counts; AP and
+AUROC are computed in float64 with scikit-learn's definitions (step-wise AP; trapezoidal
+AUROC over the distinct thresholds, ties counted once), in numpy: no torch to import.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from raid.primitives.errors import RaidError
+from raid.primitives.layout import FAKE, REAL, UNKNOWN
+
+log = logging.getLogger(__name__)
+
+THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str  # the name in metrics.json and the CSV column
+    header: str  # the column header of every markdown table
+
+
+# The one table of metrics, in the one column order of every file and table.
+METRIC_TABLE: tuple[Metric, ...] = (
+    Metric("accuracy", "Accuracy"),
+    Metric("real_accuracy", "Real acc."),
+    Metric("fake_accuracy", "Fake acc."),
+    Metric("ap", "AP"),
+    Metric("auroc", "AUROC"),
+)
+METRICS: tuple[str, ...] = tuple(m.key for m in METRIC_TABLE)
+HEADERS: dict[str, str] = {m.key: m.header for m in METRIC_TABLE}
+
+
+def percent(value: float | None) -> str:
+    """A metric as a table cell: "99.25" (percent, 2 decimals), "–" when undefined."""
+    return "–" if value is None else f"{100.0 * value:.2f}"
+
+
+def percent_text(value: float | None) -> str:
+    """A metric in a sentence: "99.25 %", "n/a" when undefined."""
+    return "n/a" if value is None else f"{100.0 * value:.2f} %"
+
+
+@dataclass(frozen=True)
+class RocCurve:
+    """ROC corner points of one group (false-positive rate, true-positive rate) and its
+    AUROC. Points inside straight segments are dropped: the curve drawn is the same."""
+
+    fpr: np.ndarray
+    tpr: np.ndarray
+    auroc: float
+
+
+@dataclass
+class EvaluationResult:
+    """What `evaluate` found.
+
+    metrics: the JSON-able dict ``{"groups": {name: {"n", <METRICS>}}, "mean": {<METRICS>}}``
+        (floats in [0, 1], None where undefined), written as is to metrics.json.
+    notes: per group, why some metrics are missing (only groups with missing metrics).
+    curves: ROC curves of the groups that have both classes.
+    n_unknown: rows left out because their label is unknown (-1).
+    """
+
+    metrics: dict
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    curves: dict[str, RocCurve] = field(default_factory=dict)
+    n_unknown: int = 0
+
+    @property
+    def groups(self) -> list[str]:
+        return list(self.metrics["groups"])
+
+    def skipped(self) -> list[str]:
+        """Groups without a ROC curve (one class only)."""
+        return [g for g in self.metrics["groups"] if g not in self.curves]
+
+
+def predict_labels(probs: np.ndarray) -> np.ndarray:
+    """Hard labels: 1 (generated) where P(generated) > THRESHOLD, else 0 (real)."""
+    return (np.asarray(probs, dtype=np.float64) > THRESHOLD).astype(np.int64)
+
+
+def evaluate(probs: np.ndarray, labels: np.ndarray, groups: Sequence[str]) -> EvaluationResult:
+    """Metrics per group (in order of first appearance) and their means over groups.
+
+    probs: P(generated) in [0, 1], shape (n,). labels: 0 real, 1 generated, -1 unknown
+    (left out and counted). groups: one group name per row.
+    """
+    probs = np.asarray(probs, dtype=np.float64).reshape(-1)
+    labels = np.asarray(labels).reshape(-1)
+    groups = [str(g) for g in groups]
+    if not (len(probs) == len(labels) == len(groups)):
+        raise RaidError(f"evaluate: {len(probs)} probabilities, {len(labels)} labels and "
+                        f"{len(groups)} groups; expected one of each per image")
+    if len(probs) == 0:
+        raise RaidError("evaluate: no images to evaluate")
+    if not np.all(np.isfinite(probs)) or probs.min() < 0 or probs.max() > 1:
+        raise RaidError("evaluate: probabilities must be finite and in [0, 1] "
+                        "(give P(generated), not raw SVM margins)")
+    bad = ~np.isin(labels, (REAL, FAKE, UNKNOWN))
+    if bad.any():
+        raise RaidError(f"evaluate: label {labels[bad][0].item()!r} is not 0 (real), "
+                        "1 (generated) or -1 (unknown)")
+    labels = labels.astype(np.int64)
+    known = labels != UNKNOWN
+    n_unknown = int((~known).sum())
+    if not known.any():
+        raise RaidError(f"evaluate: all {n_unknown} images have an unknown label "
+                        "(no 0_real / 1_fake folder above them); nothing to score")
+    if n_unknown:
+        log.warning("evaluate: %d of %d images have an unknown label and are left out",
+                    n_unknown, len(labels))
+
+    codes: dict[str, int] = {}
+    group_code = np.fromiter((codes.setdefault(g, len(codes)) for g in groups), np.int64,
+                             len(groups))
+    per_group: dict[str, dict] = {}
+    notes: dict[str, list[str]] = {}
+    curves: dict[str, RocCurve] = {}
+    for name, code in codes.items():
+        rows = known & (group_code == code)
+        if not rows.any():
+            continue
+        metrics, group_notes, curve = _group_metrics(probs[rows], labels[rows])
+        per_group[name] = metrics
+        if group_notes:
+            notes[name] = group_notes
+        if curve is not None:
+            curves[name] = curve
+
+    mean: dict[str, float | None] = {}
+    for metric in METRICS:
+        values = [m[metric] for m in per_group.values() if m[metric] is not None]
+        mean[metric] = float(np.mean(values)) if values else None
+    return EvaluationResult({"groups": per_group, "mean": mean}, notes, curves, n_unknown)
+
+
+def _group_metrics(probs: np.ndarray, labels: np.ndarray) -> tuple[dict, list[str], RocCurve | None]:
+    preds = predict_labels(probs)
+    fake = labels == FAKE
+    tp = int(np.count_nonzero(preds[fake]))
+    n_fake = int(np.count_nonzero(fake))
+    n_real = len(labels) - n_fake
+    tn = n_real - int(np.count_nonzero(preds[~fake]))
+    out: dict = {"n": int(len(labels)), "accuracy": (tp + tn) / len(labels),
+                 "real_accuracy": tn / n_real if n_real else None,
+                 "fake_accuracy": tp / n_fake if n_fake else None}
+    notes: list[str] = []
+    curve = None
+    if n_real and n_fake:
+        fps, tps = _counts_by_threshold(probs, fake)
+        out["ap"] = average_precision(fps, tps)
+        fpr, tpr = _roc_points(fps, tps)
+        out["auroc"] = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1])) / 2.0)
+        keep = _corners(np.r_[0, fps], np.r_[0, tps])
+        curve = RocCurve(fpr[keep], tpr[keep], out["auroc"])
+    else:
+        out["ap"] = out["auroc"] = None
+        present, missing = ("real", "generated") if n_real else ("generated", "real")
+        missing_acc = "fake_accuracy" if n_real else "real_accuracy"
+        notes.append(f"only {present} images ({out['n']}): AP, AUROC and {missing_acc} "
+                     f"are undefined without {missing} images")
+    return out, notes, curve
+
+
+def _counts_by_threshold(probs: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False and true positives at each distinct score, from the highest down (tied
+    scores form one threshold)."""
+    order = np.argsort(-probs, kind="stable")
+    scores, hits = probs[order], positive[order]
+    ends = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
+    tps = np.cumsum(hits, dtype=np.int64)[ends]
+    return ends + 1 - tps, tps
+
+
+def average_precision(fps: np.ndarray, tps: np.ndarray) -> float:
+    """Step-wise AP: the sum over thresholds of (recall gained) x precision."""
+    precision = tps / (tps + fps)
+    recall_gain = np.diff(np.r_[0, tps]) / tps[-1]
+    return float(np.sum(recall_gain * precision))
+
+
+def _roc_points(fps: np.ndarray, tps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]]
+
+
+def _corners(fps: np.ndarray, tps: np.ndarray) -> np.ndarray:
+    """Indices of the points where the curve turns (ends included), from integer counts."""
+    turn = np.logical_or(np.diff(fps, 2) != 0, np.diff(tps, 2) != 0)
+    return np.flatnonzero(np.r_[True, turn, True])

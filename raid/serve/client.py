@@ -1,0 +1,119 @@
+"""A minimal client of the service (standard library only) and a bounded load generator.
+
+`detect` sends one image as the raw body (`filename` query parameter = its key).
+`load` runs N client threads, each sending M requests over one keep-alive connection,
+and records every answer and latency: what the load test and `raid bench serve` measure.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+from urllib.parse import quote, urlsplit
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict
+    seconds: float
+    key: str = ""
+
+
+def _connection(url: str, timeout: float) -> http.client.HTTPConnection:
+    parts = urlsplit(url)
+    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+
+
+def request(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None,
+            headers: dict | None = None) -> tuple[int, dict]:
+    """One request on an open connection; the JSON answer (or {"text": ...})."""
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    data = response.read()
+    try:
+        return response.status, json.loads(data)
+    except ValueError:
+        return response.status, {"text": data.decode("utf-8", "replace")}
+
+
+def detect(url: str, data: bytes, filename: str = "image", api_key: str | None = None,
+           timeout: float = 60.0) -> Answer:
+    """POST one image to /v1/detect as the raw body."""
+    conn = _connection(url, timeout)
+    headers = {"Content-Type": "application/octet-stream"}
+    if api_key:
+        headers["X-API-Key"] = api_key
+    try:
+        start = time.perf_counter()
+        status, body = request(conn, "POST", f"/v1/detect?filename={quote(filename)}", data,
+                               headers)
+        return Answer(status, body, time.perf_counter() - start, filename)
+    finally:
+        conn.close()
+
+
+@dataclass
+class LoadResult:
+    answers: list[Answer] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # transport errors (no HTTP answer)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> list[Answer]:
+        return [a for a in self.answers if a.status == 200]
+
+    def rate(self) -> float:
+        return len(self.ok) / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q: float) -> float:
+        values = sorted(a.seconds for a in self.ok)
+        if not values:
+            return float("nan")
+        return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+def load(url: str, images: Sequence[tuple[str, bytes]], clients: int, requests: int,
+         timeout: float = 60.0, api_key: str | None = None) -> LoadResult:
+    """`clients` threads x `requests` requests each to /v1/detect; client c sends images
+    c, c + clients, ... (cycling), so every image is sent and answers can be checked per
+    key. Each thread stops at its first transport failure (a lost request is recorded)."""
+    result = LoadResult()
+    lock = threading.Lock()
+    start_gate = threading.Barrier(clients + 1)
+
+    def client(c: int) -> None:
+        conn = _connection(url, timeout)
+        mine: list[Answer] = []
+        start_gate.wait()
+        try:
+            for i in range(requests):
+                key, data = images[(c + i * clients) % len(images)]
+                headers = {"Content-Type": "application/octet-stream"}
+                if api_key:
+                    headers["X-API-Key"] = api_key
+                t0 = time.perf_counter()
+                status, body = request(conn, "POST", f"/v1/detect?filename={quote(key)}",
+                                       data, headers)
+                mine.append(Answer(status, body, time.perf_counter() - t0, key))
+        except (OSError, http.client.HTTPException) as exc:
+            with lock:
+                result.failures.append(f"client {c}: {type(exc).__name__}: {exc}")
+        finally:
+            conn.close()
+            with lock:
+                result.answers.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(c,), daemon=True) for c in range(clients)]
+    for t in threads:
+        t.start()
+    start_gate.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    result.seconds = time.perf_counter() - t0
+    return result

@@ -1,0 +1,66 @@
+"""Helpers of the service tests: request bodies (good and bad) and one-shot requests."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from urllib.parse import urlsplit
+
+from raid.primitives.synthetic import encode, photo, rng_for
+from raid.serve.client import _connection, request
+
+
+def png(seed: str, h: int = 96, w: int = 112) -> bytes:
+    return encode(photo(rng_for("serve-tests", seed), h, w), ".png")
+
+
+def jpeg(seed: str, h: int = 120, w: int = 90) -> bytes:
+    return encode(photo(rng_for("serve-tests", seed), h, w), ".jpg")
+
+
+def multipart(files: list[tuple[str, str | None, bytes]], boundary: str = "raid-test-boundary",
+              fields: dict[str, str] | None = None) -> tuple[bytes, str]:
+    """A multipart/form-data body of file parts (field, filename or None, data)."""
+    out = bytearray()
+    for name, value in (fields or {}).items():
+        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n"
+                f"{value}\r\n").encode()
+    for field, filename, data in files:
+        disposition = f'form-data; name="{field}"'
+        if filename is not None:
+            disposition += f'; filename="{filename}"'
+        out += (f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
+                "Content-Type: application/octet-stream\r\n\r\n").encode()
+        out += data + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return bytes(out), f"multipart/form-data; boundary={boundary}"
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A tiny, valid-looking PNG whose header claims width x height pixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\0" * 1024)) + chunk(b"IEND", b""))
+
+
+def call(url: str, method: str, path: str, body: bytes | None = None,
+         headers: dict | None = None, timeout: float = 60.0) -> tuple[int, dict]:
+    conn = _connection(url, timeout)
+    try:
+        return request(conn, method, path, body, headers)
+    finally:
+        conn.close()
+
+
+def post_file(url: str, data: bytes, filename: str = "x.png", path: str = "/v1/detect",
+              headers: dict | None = None) -> tuple[int, dict]:
+    body, ctype = multipart([("file", filename, data)])
+    return call(url, "POST", path, body, {"Content-Type": ctype, **(headers or {})})
+
+
+def address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname, parts.port
