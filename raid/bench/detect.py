@@ -95,12 +95,10 @@ def _setup(args: argparse.Namespace, work: Path) -> tuple[dict, Path, int]:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from raid.cli.main import quiet_lightning
     from raid.pipelines.detect import detect, load_pipeline
     from raid.pipelines.extraction import ExtractOptions
     from raid.primitives.synthetic import photo, rng_for, write_image
 
-    quiet_lightning()
     worst = 0.0
     with tempfile.TemporaryDirectory(prefix="raid-bench-detect-") as tmp:
         work = Path(tmp)

@@ -15,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from PIL import Image
@@ -24,11 +23,13 @@ from datamodules.images import ImageFolderDataModule, discover_images
 from raid.models.aim import AimConfig, build_aim, load_config
 from raid.pipelines.extraction import (PRECISIONS, FeatureExtractor, ShardPredictionWriter,
                                        parts_dir_of)
+from raid.pipelines.predict import run_predict
 from raid.primitives import synthetic
 from raid.primitives.patches import draw_candidates, normalize, patch_rng, patch_scores_reference
 from raid.store.store import merge_shards
 
 HELP = "images/s of RAID's feature extraction against a seed-style loop (batch 1, fp32, all blocks)"
+BENCH_PROVENANCE = {"extractor": "bench"}  # the bench's shards and its scratch store agree
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, SXM
 
 
@@ -88,14 +89,12 @@ def raid_images_per_s(model, folder: Path, args, precision: str, accelerator: st
         dm = ImageFolderDataModule(listing.subset(keys), batch_size=args.batch_size,
                                    num_workers=args.num_workers, patch_size=size,
                                    pin_memory=accelerator == "gpu")
-        writer = ShardPredictionWriter(parts_dir_of(store), model.config.width, "bench")
-        trainer = L.Trainer(accelerator=accelerator, devices=1, precision=PRECISIONS[precision],
-                            logger=False, callbacks=[writer], enable_checkpointing=False,
-                            enable_model_summary=False, enable_progress_bar=False)
+        writer = ShardPredictionWriter(parts_dir_of(store), model.config.width, "bench",
+                                       BENCH_PROVENANCE)
         start = time.perf_counter()
-        trainer.predict(FeatureExtractor(model, args.compile), datamodule=dm,
-                        return_predictions=False)
-        merge_shards(store, parts_dir_of(store), model.config.width, {"extractor": "bench"})
+        run_predict(FeatureExtractor(model, args.compile), dm, accelerator=accelerator,
+                    devices=1, precision=precision, callbacks=[writer], stage="extracting")
+        merge_shards(store, parts_dir_of(store), model.config.width, BENCH_PROVENANCE)
         seconds = time.perf_counter() - start
         store.unlink(missing_ok=True)
         return len(keys) / seconds

@@ -2,10 +2,18 @@
 against one `raid detect` process per image, measured in one run on loopback.
 
 The bench builds a tiny random-weight bundle (the demo's tiny AIM, an SVM fitted on
-synthetic photos; or uses `--model BUNDLE`), starts `raid serve` as a child process on a
-free loopback port, sends N concurrent clients x M requests of demo-sized synthetic images,
-stops it, and does the same with `--max-batch-size 1`. Every answer must be 200 and the
-two runs must agree on every probability (to 1e-6), else the run fails (exit code 1).
+synthetic photos; or uses `--model BUNDLE`) and starts `raid serve` twice as child
+processes on free loopback ports: with batching and with `--max-batch-size 1` (every other
+setting the same). N concurrent clients then send M requests each of demo-sized synthetic
+images to each service, side by side: in rounds, each service taking its share in turn
+(the order alternating) while the other is frozen (SIGSTOP), so both see the same machine
+even when other jobs come and go. Every answer must be 200 and the two services must agree
+on every probability (to 1e-6), else the run fails (exit code 1).
+
+The load generator runs on the same cores as the service, so besides the rates the bench
+prints where the CPU time of a request went (from /proc, where there is one): the
+inference worker, the rest of the service (HTTP process, LitServe's queue manager) and the
+load generator itself.
 """
 
 from __future__ import annotations
@@ -28,12 +36,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, metavar="BUNDLE",
                    help="bundle to serve (default: a tiny random-weight one made here)")
     p.add_argument("--clients", type=int, default=8, help="concurrent clients")
-    p.add_argument("--requests", type=int, default=50, help="requests per client")
+    p.add_argument("--requests", type=int, default=50,
+                   help="requests per client to each service")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="rounds the requests are split into, alternating the services")
     p.add_argument("--images", type=int, default=32, help="distinct synthetic images sent")
     p.add_argument("--size", type=int, default=96, help="image height and width")
     p.add_argument("--max-batch-size", type=int, default=8, help="batching run's batch size")
-    p.add_argument("--batch-timeout", type=float, default=0.01,
-                   help="batching run's wait to fill a batch (seconds)")
+    p.add_argument("--batch-timeout", type=float, default=0.0,
+                   help="seconds a worker waits for more requests to fill a batch (both "
+                        "runs; 0: a batch is what queued up while the worker was busy)")
     p.add_argument("--detect-images", type=int, default=3,
                    help="images scored by one `raid detect` process each (the slow path)")
 
@@ -99,10 +111,22 @@ class _Service:
         while health(self.url, timeout=2.0) != 200:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise SystemExit(f"raid bench serve: the service did not start (log: {log})")
+                tail = log.read_text(errors="replace").strip().splitlines()[-1:]
+                raise SystemExit(f"raid bench serve: the service did not start: {tail}")
             time.sleep(0.2)
 
+    def pause(self) -> None:
+        """Freeze every process of the service (its own session): it takes no CPU while
+        the other service is measured."""
+        if hasattr(signal, "SIGSTOP") and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if hasattr(signal, "SIGCONT") and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGCONT)
+
     def stop(self) -> None:
+        self.resume()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)  # LitServe's graceful shutdown
             try:
@@ -113,15 +137,78 @@ class _Service:
         self.log.close()
 
 
-def _measure(bundle: Path, extra: list[str], images: list, args, log: Path):
-    from raid.serve.client import load
-
-    service = _Service(bundle, extra, log)
+def _process_cpu(root: int) -> dict[str, float] | None:
+    """CPU seconds (user + system) so far of the processes under `root`, by role: "worker"
+    (LitServe's inference workers, started by multiprocessing's spawn) and "service" (the
+    rest: HTTP server, LitServe's queue manager). None without /proc."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    parents: dict[int, int] = {}
+    seconds: dict[int, float] = {}
     try:
-        load(service.url, images, args.clients, 2)  # warm-up: first batches, connections
-        return load(service.url, images, args.clients, args.requests)
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        parents[int(entry)] = int(fields[1])
+        seconds[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, frontier = set(), {root}
+    while frontier:
+        tree |= frontier
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - tree
+    out = {"worker": 0.0, "service": 0.0}
+    for pid in tree:
+        try:
+            spawned = b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        out["worker" if spawned else "service"] += seconds.get(pid, 0.0)
+    return out
+
+
+def _side_by_side(bundle: Path, modes: dict[str, list[str]], images: list, args,
+                  log: Path) -> tuple[dict, dict]:
+    """Per mode, the load result and the CPU seconds it took per role (None without /proc):
+    both services up at once, `args.rounds` rounds, each service running its share of the
+    requests in turn (the order alternating) while the other is frozen."""
+    from raid.serve.client import LoadResult, load
+
+    services: dict[str, _Service] = {}
+    try:
+        for name, extra in modes.items():
+            services[name] = _Service(bundle, extra, log)
+            load(services[name].url, images, args.clients, 2)  # warm-up: first batches
+            services[name].pause()
+        results = {name: LoadResult() for name in modes}
+        cpu: dict[str, dict | None] = {name: {} for name in modes}
+        rounds = max(1, min(args.rounds, args.requests))
+        for r in range(rounds):
+            share = args.requests // rounds + (r < args.requests % rounds)
+            for name in (list(modes) if r % 2 == 0 else list(modes)[::-1]):
+                service = services[name]
+                service.resume()
+                before, client = _process_cpu(service.proc.pid), time.process_time()
+                part = load(service.url, images, args.clients, share)
+                client = time.process_time() - client
+                after = _process_cpu(service.proc.pid)
+                service.pause()
+                total = results[name]
+                total.answers += part.answers
+                total.failures += part.failures
+                total.seconds += part.seconds
+                if before is None or after is None or cpu[name] is None:
+                    cpu[name] = None
+                    continue
+                for role, used in ({k: after[k] - before[k] for k in after}
+                                   | {"load generator": client}).items():
+                    cpu[name][role] = cpu[name].get(role, 0.0) + used
+        return results, cpu
     finally:
-        service.stop()
+        for service in services.values():
+            service.stop()
 
 
 def _detect_processes(bundle: Path, images: list, folder: Path) -> float:
@@ -140,6 +227,7 @@ def _detect_processes(bundle: Path, images: list, folder: Path) -> float:
 
 def run(args: argparse.Namespace) -> int:
     from raid.primitives.synthetic import encode, photo, rng_for
+    from raid.serve.app import ServeOptions
 
     with tempfile.TemporaryDirectory(prefix="raid-bench-serve-") as tmp:
         tmp = Path(tmp)
@@ -149,12 +237,16 @@ def run(args: argparse.Namespace) -> int:
                   for i in range(args.images)]
         print(f"{args.clients} clients x {args.requests} requests, {len(images)} distinct "
               f"{args.size} x {args.size} PNGs, loopback, {os.cpu_count()} CPU(s)")
-        runs = {}
-        for name, extra in ((f"batching (max batch {args.max_batch_size})",
-                             ["--max-batch-size", str(args.max_batch_size), "--batch-timeout",
-                              str(args.batch_timeout)]),
-                            ("no batching (max batch 1)", ["--max-batch-size", "1"])):
-            runs[name] = _measure(bundle, extra, images, args, tmp / "serve.log")
+        common = ["--batch-timeout", f"{args.batch_timeout:g}"]
+        threads = ServeOptions(bundle=str(bundle)).worker_threads()
+        print(f"both services: raid serve --accelerator cpu {' '.join(common)} (1 worker, "
+              f"{threads} torch thread(s), other options at their defaults); only "
+              f"--max-batch-size differs; measured side by side in {args.rounds} alternating "
+              "rounds, the idle service frozen")
+        modes = {f"batching (max batch {args.max_batch_size})":
+                 ["--max-batch-size", str(args.max_batch_size), *common],
+                 "no batching (max batch 1)": ["--max-batch-size", "1", *common]}
+        runs, cpu = _side_by_side(bundle, modes, images, args, tmp / "serve.log")
         per_image = _detect_processes(bundle, images[:args.detect_images], tmp)
 
         probs: dict[str, list[float]] = {}
@@ -176,6 +268,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{1e3 * r.percentile(95):>8.1f}")
         print(f"{'one raid detect process per image':<34} {1 / per_image:>11.2f} "
               f"{1e3 * per_image:>8.0f} {'':>8}")
+        _print_cpu(runs, cpu)
         batched, single = (r.rate() for r in runs.values())
         print(f"batching / no batching: {batched / single:.2f}x requests/s")
         print(f"service (batching) / one process per image: {batched * per_image:.0f}x")
@@ -186,3 +279,16 @@ def run(args: argparse.Namespace) -> int:
                 print(f"FAILED: {line}")
             return 1
     return 0
+
+
+def _print_cpu(runs: dict, cpu: dict) -> None:
+    """CPU milliseconds per answered request, by process role (where /proc told)."""
+    roles = ("worker", "service", "load generator")
+    if not all(cpu.values()):
+        return
+    print(f"{'CPU ms per request':<34} {'worker':>8} {'HTTP+queues':>11} {'load gen':>8} "
+          f"{'total':>8}")
+    for name, r in runs.items():
+        n = max(1, len(r.ok))
+        ms = [1e3 * cpu[name][role] / n for role in roles]
+        print(f"{name:<34} {ms[0]:>8.2f} {ms[1]:>11.2f} {ms[2]:>8.2f} {sum(ms):>8.2f}")

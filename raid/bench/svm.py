@@ -14,7 +14,7 @@ All sides train on the same rows and score the same rows, in one run:
 Peers run on arrays in memory (their imports and data loading are not timed).
 
 Accuracy is measured on held-out pairs when --holdout > 0, else on the scored training
-rows. RAID's label is P(generated) > 0.5; "agree" is the fraction of scored rows where the
+rows. RAID's label is P(generated) > 0.5 (`raid.metrics.metrics.THRESHOLD`); "agree" is the fraction of scored rows where the
 sign of RAID's decision value equals plain SVC's label.
 """
 
@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="peers to run: sklearn = plain SVC (uncalibrated), sklearn-proba "
                              "= SVC(probability=True) (about 5x longer), thundersvm = "
                              "ThunderSVM-CPU SVC(probability=True), the seed's classifier")
+    parser.add_argument("--peer-timeout", type=float, default=900.0,
+                        help="seconds ThunderSVM may run (fit and scoring); beyond it its "
+                             "times are reported as lower bounds")
     parser.add_argument("--no-commands", dest="commands", action="store_false",
                         help="skip the whole-command rows (kernel and peers only)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the row selection")
@@ -82,12 +87,14 @@ def _timed(fn):
 
 
 class Row:
-    """One side of the comparison: fit and score times, accuracy, agreement with SVC."""
+    """One side of the comparison: fit and score times (a lower bound where the side ran
+    out of time: `*_done` False), accuracy (None when unknown), agreement with SVC."""
 
-    def __init__(self, name: str, fit_s: float, score_s: float, accuracy: float,
-                 agree: float | None = None):
+    def __init__(self, name: str, fit_s: float, score_s: float, accuracy: float | None,
+                 agree: float | None = None, fit_done: bool = True, score_done: bool = True):
         self.name, self.fit_s, self.score_s = name, fit_s, score_s
         self.accuracy, self.agree = accuracy, agree
+        self.fit_done, self.score_done = fit_done, score_done
 
 
 def _write_store(path: Path, tree, idx: np.ndarray) -> None:
@@ -114,33 +121,108 @@ def _command(args: list[str], cwd: Path) -> float:
     return seconds
 
 
-def _commands(tree, train: np.ndarray, score: np.ndarray, ysc: np.ndarray) -> tuple[Row, Path]:
-    """`raid fit` on a store of the training rows, `raid evaluate` on one of the scored rows."""
+def _commands(tree, train: np.ndarray, score: np.ndarray) -> tuple[Row, np.ndarray]:
+    """`raid fit` on a store of the training rows, `raid evaluate` on one of the scored
+    rows, in a scratch folder removed afterwards. Returns the row and the support indices
+    of the model `raid fit` wrote."""
+    from raid.svm.detector import RaidDetector
+
     work = Path(tempfile.mkdtemp(prefix="raid-bench-svm-"))
-    _write_store(work / "train.h5", tree, train)
-    _write_store(work / "score.h5", tree, score)
-    fit_s = _command(["fit", "train.h5", "--out", "model.safetensors"], work)
-    score_s = _command(["evaluate", "model.safetensors", "score.h5", "--out", "report"], work)
-    groups = json.loads((work / "report" / "metrics.json").read_text())["groups"]
+    try:
+        _write_store(work / "train.h5", tree, train)
+        _write_store(work / "score.h5", tree, score)
+        fit_s = _command(["fit", "train.h5", "--out", "model.safetensors"], work)
+        score_s = _command(["evaluate", "model.safetensors", "score.h5", "--out", "report"],
+                           work)
+        groups = json.loads((work / "report" / "metrics.json").read_text())["groups"]
+        support = RaidDetector.load(work / "model.safetensors").support_
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     correct = sum(m["accuracy"] * m["n"] for m in groups.values())
     accuracy = correct / sum(m["n"] for m in groups.values())
-    return Row("RAID `raid fit` / `raid evaluate`", fit_s, score_s, accuracy), work
+    return Row("RAID `raid fit` / `raid evaluate`", fit_s, score_s, accuracy), support
 
 
-def _thundersvm():
+# ThunderSVM runs in a child process: its OpenMP solver cannot be stopped from a thread,
+# and on a small machine it can run for hours; the child is killed at --peer-timeout.
+_THUNDER = """
+import json, sys, time
+from pathlib import Path
+import numpy as np
+from thundersvm import SVC
+work = Path(sys.argv[1])
+X, y, Xs = (np.load(work / f) for f in ("Xtr.npy", "ytr.npy", "Xsc.npy"))
+model = SVC(kernel="rbf", C=1.0, gamma=1.0 / X.shape[1], probability=True)
+t = time.perf_counter(); model.fit(X, y); fit_s = time.perf_counter() - t
+(work / "fit.json").write_text(json.dumps({"fit_s": fit_s}))
+t = time.perf_counter(); model.predict_proba(Xs); score_s = time.perf_counter() - t
+np.save(work / "pred.npy", np.asarray(model.predict_label).astype(np.int64))
+(work / "score.json").write_text(json.dumps({"score_s": score_s}))
+"""
+
+
+def _thundersvm_importable() -> str:
+    """"" when `thundersvm` imports here, else why not (checked in a child process: a
+    broken binary can fail at load)."""
+    done = subprocess.run([sys.executable, "-c", "import thundersvm"], capture_output=True,
+                          text=True)
+    if done.returncode == 0:
+        return ""
+    lines = done.stderr.strip().splitlines()
+    return lines[-1] if lines else f"exit code {done.returncode}"
+
+
+def _thunder(Xtr, ytr, Xsc, ysc, timeout: float) -> Row:
+    """ThunderSVM-CPU with the seed's recipe, fit then predict_proba, timed in a child
+    process; at `timeout` seconds it is stopped and the times become lower bounds."""
+    name = "ThunderSVM-CPU SVC(probability=True)"
+    work = Path(tempfile.mkdtemp(prefix="raid-bench-thundersvm-"))
     try:
-        from thundersvm import SVC
-    except Exception as exc:  # ImportError, or an old binary that fails to load (OSError)
-        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    return SVC, ""
+        for file, a in (("Xtr.npy", Xtr), ("ytr.npy", ytr), ("Xsc.npy", Xsc)):
+            np.save(work / file, a)
+        child = subprocess.Popen([sys.executable, "-c", _THUNDER, str(work)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        start = time.perf_counter()
+        try:
+            _, err = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            _, err = child.communicate()
+        elapsed = time.perf_counter() - start
+        if (work / "score.json").exists():
+            fit_s = json.loads((work / "fit.json").read_text())["fit_s"]
+            score_s = json.loads((work / "score.json").read_text())["score_s"]
+            pred = np.load(work / "pred.npy")
+            return Row(name, fit_s, score_s, float((pred == ysc).mean()))
+        if (work / "fit.json").exists():
+            fit_s = json.loads((work / "fit.json").read_text())["fit_s"]
+            return Row(name, fit_s, max(elapsed - fit_s, 0.0), None, score_done=False)
+        if child.returncode not in (0, -9) and elapsed < timeout:
+            from raid.primitives.errors import RaidError
+
+            raise RaidError("ThunderSVM failed: " + " / ".join(err.strip().splitlines()[-2:]))
+        return Row(name, elapsed, float("nan"), None, fit_done=False, score_done=False)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    import shutil
+    svm_log = logging.getLogger("raid.svm")
+    level = svm_log.level
+    svm_log.setLevel(logging.WARNING)  # the kernel rows' fit logs are not the output
+    try:
+        return _run(args)
+    finally:
+        svm_log.setLevel(level)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import warnings
 
     import torch
     from sklearn.svm import SVC
 
+    from raid.metrics.metrics import predict_labels
     from raid.primitives.errors import RaidError
     from raid.store.npyio import read_npy_tree
     from raid.svm.detector import RaidDetector, cuml_available
@@ -160,13 +242,9 @@ def run(args: argparse.Namespace) -> int:
           f"{cores} CPU cores, torch threads {torch.get_num_threads()}", flush=True)
 
     rows: list[Row] = []
-    command_model = None
+    command_support = None
     if args.commands:
-        row, work = _commands(tree, train, score, ysc)
-        try:
-            command_model = RaidDetector.load(work / "model.safetensors")
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        row, command_support = _commands(tree, train, score)
         rows.append(row)
 
     plain = SVC(kernel="rbf", C=1.0, gamma=1.0 / X.shape[1])
@@ -190,45 +268,60 @@ def run(args: argparse.Namespace) -> int:
         det = RaidDetector(progress=False, **params)
         _, fit_s = _timed(lambda: det.fit(Xtr, ytr))
         proba, score_s = _timed(lambda: det.predict_proba(Xsc))
-        pred = (proba[:, 1] > 0.5).astype(np.int64)
+        pred = predict_labels(proba[:, 1])
         same_side = (det.decision_function(Xsc) > 0) == (plain_pred == 1)
         rows.append(Row(name, fit_s, score_s, (pred == ysc).mean(), same_side.mean()))
-        if command_model is not None and same_model is None:
-            same_model = np.array_equal(command_model.support_, det.support_)
+        if command_support is not None and same_model is None:
+            same_model = np.array_equal(command_support, det.support_)
 
     if "sklearn-proba" in args.peers:
         calibrated = SVC(kernel="rbf", C=1.0, gamma=1.0 / X.shape[1], probability=True,
                          random_state=args.seed)
-        _, fit_s = _timed(lambda: calibrated.fit(Xtr, ytr))
+        with warnings.catch_warnings():  # deprecated in scikit-learn 1.9, still the recipe
+            warnings.simplefilter("ignore", FutureWarning)
+            _, fit_s = _timed(lambda: calibrated.fit(Xtr, ytr))
         proba, score_s = _timed(lambda: calibrated.predict_proba(Xsc))
         pred = calibrated.classes_[np.argmax(proba, axis=1)]
         peers["sklearn-proba"] = Row("sklearn SVC(probability=True)", fit_s, score_s,
                                      (pred == ysc).mean())
     skipped = ""
     if "thundersvm" in args.peers:
-        ThunderSVC, why = _thundersvm()
-        if ThunderSVC is None:
+        why = _thundersvm_importable()
+        if why:
             skipped = (f"ThunderSVM-CPU skipped: `import thundersvm` failed ({why}); "
                        "pip install -e \".[bench]\" to compare with it")
         else:
-            thunder = ThunderSVC(kernel="rbf", C=1.0, gamma=1.0 / X.shape[1], probability=True)
-            _, fit_s = _timed(lambda: thunder.fit(Xtr, ytr))
-            _, score_s = _timed(lambda: thunder.predict_proba(Xsc))
-            pred = np.asarray(thunder.predict_label).astype(np.int64)  # set by predict_proba
-            peers["thundersvm"] = Row("ThunderSVM-CPU SVC(probability=True)", fit_s, score_s,
-                                      (pred == ysc).mean())
+            peers["thundersvm"] = _thunder(Xtr, ytr, Xsc, ysc, args.peer_timeout)
     _report(rows, peers, where, skipped, same_model)
     return 0
 
 
+def _seconds(value: float, done: bool) -> str:
+    """4 significant digits (fit times span milliseconds to hours), '> N' for a bound."""
+    return f"{value:9.4g}" if done else (f"> {value:7.0f}" if value == value else f"{'–':>9s}")
+
+
+def _ratio(value: float) -> str:
+    """3 significant digits, never in exponent form."""
+    if value >= 100:
+        return f"{value:.0f}x"
+    return f"{value:.3g}x" if value >= 0.001 else f"{value:.6f}x"
+
+
 def _report(rows: list[Row], peers: dict[str, Row], where: str, skipped: str,
             same_model: bool | None) -> None:
-    print(f"\n{'':40s} {'fit s':>8s} {'score s':>8s} {'acc (' + where + ')':>16s} {'agree':>7s}")
+    print(f"\n{'':40s} {'fit s':>9s} {'score s':>9s} {'acc (' + where + ')':>16s} {'agree':>7s}")
     for r in rows + list(peers.values()):
-        agree = "" if r.agree is None else f"{r.agree:7.4f}"
-        print(f"{r.name:40s} {r.fit_s:8.2f} {r.score_s:8.2f} {r.accuracy:16.4f} {agree:>7s}")
+        acc = "n/a" if r.accuracy is None else f"{r.accuracy:.4f}"
+        agree = "" if r.agree is None else f"{r.agree:.4f}"
+        print(f"{r.name:40s} {_seconds(r.fit_s, r.fit_done)} "
+              f"{_seconds(r.score_s, r.score_done)} {acc:>16s} {agree:>7s}")
     if skipped:
         print(skipped)
+    for r in peers.values():
+        if not (r.fit_done and r.score_done):
+            print(f"{r.name} did not finish within --peer-timeout: its times and ratios are "
+                  "lower bounds (>)")
     if same_model is not None:
         print(f"`raid fit` wrote the model the kernel row fitted (same support vectors): "
               f"{'yes' if same_model else 'NO'}")
@@ -236,13 +329,17 @@ def _report(rows: list[Row], peers: dict[str, Row], where: str, skipped: str,
     for r in rows:
         command = r.name.startswith("RAID `")
         for key, peer in peers.items():
-            for what, ours, theirs in (("fit", r.fit_s, peer.fit_s),
-                                       ("score", r.score_s, peer.score_s)):
+            for what, ours, theirs, done in (("fit", r.fit_s, peer.fit_s, peer.fit_done),
+                                             ("score", r.score_s, peer.score_s, peer.score_done)):
+                if theirs != theirs:  # never started (NaN)
+                    continue
                 label = ("`raid fit`" if what == "fit" else "`raid evaluate`") if command \
                     else f"{r.name} {what}"
-                goal = GOALS.get((what, key)) if command and key != "sklearn-proba" else None
+                goal = GOALS.get((what, key)) if command else None
                 note = f"  (goal >= {goal:g}x)" if goal else ""
-                print(f"  {what:5s} {label + ' vs ' + peer.name:78s} {theirs / ours:7.1f}x{note}")
+                ratio = f"{_ratio(theirs / ours):>8s}" if done else f"> {_ratio(theirs / ours)}"
+                print(f"  {what:5s} {label + ' vs ' + peer.name:78s} {ratio}{note}")
     ref = peers["sklearn"].accuracy
     for r in rows + [p for k, p in peers.items() if k != "sklearn"]:
-        print(f"  accuracy {r.name} - sklearn SVC: {100 * (r.accuracy - ref):+.2f} points")
+        if r.accuracy is not None:
+            print(f"  accuracy {r.name} - sklearn SVC: {100 * (r.accuracy - ref):+.2f} points")

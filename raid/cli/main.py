@@ -3,9 +3,13 @@
 Each command module defines `NAME`, `HELP`, `add_arguments(parser)` and `run(args) -> int`
 and calls one library function; heavy imports (torch, Lightning, scikit-learn) happen
 inside `run`. Only the module of the command being run is imported (all of them for
-`raid --help`), so a command pays for its own imports and nothing else. User mistakes
-(`RaidError`) become one line on stderr and exit code 2; anything else is a bug and keeps
-its traceback.
+`raid --help`), so a command pays for its own imports and nothing else.
+
+Exit codes: 0 all done; 1 finished but some inputs failed (the command names them); 2
+usage or input error (`RaidError`, a file system error: one line on stderr); 130
+interrupted (Ctrl-C: "interrupted"). Anything else is a bug: one line saying so, exit 1.
+Tracebacks only with `--log-level debug` (or `-v`). Options of `raid.cli.args` (the
+logging ones included) are accepted before or after the command.
 """
 
 from __future__ import annotations
@@ -16,18 +20,22 @@ import inspect
 import logging
 import os
 import sys
+import traceback
 import warnings
 from typing import Sequence
 
 from raid import __version__
+from raid.cli import args as cli_args
 from raid.primitives.errors import RaidError
 
 # Module names under raid.cli.commands; the command is the name with "-" for "_".
 # Order is the order shown by `raid --help`: the pipeline from photos to a report.
 COMMANDS = [
-    "demo", "reconstruct", "extract", "build_train", "import_npy", "export_npy",
-    "fit", "evaluate", "benchmark", "detect", "serve", "bench",
+    "demo", "reconstruct", "extract", "build_train", "import_npy", "export_npy", "split",
+    "fit", "evaluate", "benchmark", "detect", "info", "serve", "bench",
 ]
+# Top-level options that take a value (the value is not a command name).
+_VALUE_OPTIONS = frozenset({"--log-level"})
 
 
 def command_name(module_name: str) -> str:
@@ -37,10 +45,15 @@ def command_name(module_name: str) -> str:
 def requested_command(argv: Sequence[str]) -> str | None:
     """The module name of the command on the line, when the first word that is not an
     option names one (the top-level options take no value)."""
+    skip = False
     for token in argv:
+        if skip:
+            skip = False
+            continue
         if token == "--":
             return None
         if token.startswith("-"):
+            skip = token in _VALUE_OPTIONS
             continue
         for name in COMMANDS:
             if command_name(name) == token:
@@ -66,8 +79,9 @@ def build_parser(argv: Sequence[str] | None = None) -> tuple[argparse.ArgumentPa
         description="RAID: detect AI-generated images with an SVM trained on real photos "
                     "and their autoencoder reconstructions (AIM v1 features).")
     parser.add_argument("--version", action="version", version=f"raid {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    cli_args.add_logging_arguments(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                parser_class=cli_args.RaidArgumentParser)
     wanted = requested_command(argv) if argv is not None else None
     if argv is not None and wanted is None and "--version" in argv:
         return parser, {}  # argparse prints the version; no command is needed
@@ -78,19 +92,21 @@ def build_parser(argv: Sequence[str] | None = None) -> tuple[argparse.ArgumentPa
         if module is None:
             continue
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=cli_args.HelpFormatter)
         if "argv" in inspect.signature(module.add_arguments).parameters:
             module.add_arguments(p, argv=rest)  # e.g. `raid bench KIND`: only that kind
         else:
             module.add_arguments(p)
+        if not any("--log-level" in a.option_strings for a in p._actions):
+            cli_args.add_logging_arguments(p)  # -v/-q/--log-level after the command too
         handlers[module.NAME] = module.run
     return parser, handlers
 
 
-def quiet_lightning() -> None:
-    """Keep Lightning's start-up banners (devices found, tips) out of RAID's output."""
-    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+def quiet_warnings() -> None:
+    """Keep library warnings that say nothing to a RAID user out of its output (Lightning's
+    own start-up lines are quieted as each Trainer is built:
+    `raid.pipelines.predict.quiet_lightning`)."""
     warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*Total length of `DataLoader` across ranks is zero.*")
@@ -100,24 +116,37 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser, handlers = build_parser(argv)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(message)s", stream=sys.stderr)
-    if not args.verbose:
-        quiet_lightning()
+    level = cli_args.log_level(args)
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    debug = level <= logging.DEBUG
+    if not debug:
+        quiet_warnings()
     if args.command is None:
         parser.print_help()
         return 2
     try:
         return int(handlers[args.command](args) or 0)
     except RaidError as exc:
-        print(f"raid {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args.command, str(exc), debug, 2)
     except KeyboardInterrupt:
         print(f"raid {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `raid ... | head`: the reader left; stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as exc:  # disk full, permission denied, ...: the user can act on it
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(args.command, f"{where}{exc.strerror or exc}", debug, 2)
+    except Exception as exc:  # a bug: say so in one line; the traceback with debug
+        return _fail(args.command, f"internal error: {type(exc).__name__}: {exc} (run with "
+                     "--log-level debug for the traceback, and please report it)", debug, 1)
+
+
+def _fail(command: str, message: str, debug: bool, code: int) -> int:
+    if debug:
+        traceback.print_exc()
+    print(f"raid {command}: error: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

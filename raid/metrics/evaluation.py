@@ -4,6 +4,10 @@ and scoring a store in `raid.pipelines.evaluate`. Delete once nothing imports it
 
 from __future__ import annotations
 
-from raid.metrics.metrics import (HEADERS, METRICS, THRESHOLD, EvaluationResult, RocCurve,  # noqa: F401
+from raid.metrics.metrics import (HEADERS, METRICS, THRESHOLD, EvaluationResult, RocCurve,
                                   evaluate, percent, percent_text, predict_labels)
-from raid.metrics.reports import CSV_COLUMNS, plot_sweep, write_report  # noqa: F401
+from raid.metrics.reports import CSV_COLUMNS, plot_sweep, write_report
+
+__all__ = ["HEADERS", "METRICS", "THRESHOLD", "EvaluationResult", "RocCurve", "evaluate",
+           "percent", "percent_text", "predict_labels", "CSV_COLUMNS", "plot_sweep",
+           "write_report"]

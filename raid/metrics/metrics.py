@@ -4,8 +4,8 @@ formatting, used by every report, table and command summary.
 Metrics follow the AIGCDetectBenchmark harness and the paper: per group (generator),
 accuracy at the threshold, accuracy on real images, accuracy on generated images, average
 precision and ROC AUC of P(generated); then the mean over groups of each metric (not a
-pooled figure). An image counts as generated when P(generated) > THRESHOLD *strictly*: a
-probability of exactly 0.5 is called real. Accuracies are exact ratios of counts; AP and
+pooled figure). An image counts as generated when P(generated) > THRESHOLD (0.5, or a
+model's own threshold) *strictly*: a probability of exactly 0.5 is called real. Accuracies are exact ratios of counts; AP and
 AUROC are computed in float64 with scikit-learn's definitions (step-wise AP; trapezoidal
 AUROC over the distinct thresholds, ties counted once), in numpy: no torch to import.
 """
@@ -73,12 +73,14 @@ class EvaluationResult:
     notes: per group, why some metrics are missing (only groups with missing metrics).
     curves: ROC curves of the groups that have both classes.
     n_unknown: rows left out because their label is unknown (-1).
+    threshold: the P(generated) above which an image was called generated.
     """
 
     metrics: dict
     notes: dict[str, list[str]] = field(default_factory=dict)
     curves: dict[str, RocCurve] = field(default_factory=dict)
     n_unknown: int = 0
+    threshold: float = THRESHOLD
 
     @property
     def groups(self) -> list[str]:
@@ -89,16 +91,18 @@ class EvaluationResult:
         return [g for g in self.metrics["groups"] if g not in self.curves]
 
 
-def predict_labels(probs: np.ndarray) -> np.ndarray:
-    """Hard labels: 1 (generated) where P(generated) > THRESHOLD, else 0 (real)."""
-    return (np.asarray(probs, dtype=np.float64) > THRESHOLD).astype(np.int64)
+def predict_labels(probs: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
+    """Hard labels: 1 (generated) where P(generated) > threshold, else 0 (real)."""
+    return (np.asarray(probs, dtype=np.float64) > threshold).astype(np.int64)
 
 
-def evaluate(probs: np.ndarray, labels: np.ndarray, groups: Sequence[str]) -> EvaluationResult:
+def evaluate(probs: np.ndarray, labels: np.ndarray, groups: Sequence[str],
+             threshold: float = THRESHOLD) -> EvaluationResult:
     """Metrics per group (in order of first appearance) and their means over groups.
 
     probs: P(generated) in [0, 1], shape (n,). labels: 0 real, 1 generated, -1 unknown
-    (left out and counted). groups: one group name per row.
+    (left out and counted). groups: one group name per row. threshold: accuracies call an
+    image generated when P(generated) > threshold (a model may carry its own).
     """
     probs = np.asarray(probs, dtype=np.float64).reshape(-1)
     labels = np.asarray(labels).reshape(-1)
@@ -111,6 +115,8 @@ def evaluate(probs: np.ndarray, labels: np.ndarray, groups: Sequence[str]) -> Ev
     if not np.all(np.isfinite(probs)) or probs.min() < 0 or probs.max() > 1:
         raise RaidError("evaluate: probabilities must be finite and in [0, 1] "
                         "(give P(generated), not raw SVM margins)")
+    if not 0.0 <= threshold < 1.0:
+        raise RaidError(f"evaluate: threshold must lie in [0, 1), got {threshold!r}")
     bad = ~np.isin(labels, (REAL, FAKE, UNKNOWN))
     if bad.any():
         raise RaidError(f"evaluate: label {labels[bad][0].item()!r} is not 0 (real), "
@@ -135,7 +141,7 @@ def evaluate(probs: np.ndarray, labels: np.ndarray, groups: Sequence[str]) -> Ev
         rows = known & (group_code == code)
         if not rows.any():
             continue
-        metrics, group_notes, curve = _group_metrics(probs[rows], labels[rows])
+        metrics, group_notes, curve = _group_metrics(probs[rows], labels[rows], threshold)
         per_group[name] = metrics
         if group_notes:
             notes[name] = group_notes
@@ -146,11 +152,13 @@ def evaluate(probs: np.ndarray, labels: np.ndarray, groups: Sequence[str]) -> Ev
     for metric in METRICS:
         values = [m[metric] for m in per_group.values() if m[metric] is not None]
         mean[metric] = float(np.mean(values)) if values else None
-    return EvaluationResult({"groups": per_group, "mean": mean}, notes, curves, n_unknown)
+    return EvaluationResult({"groups": per_group, "mean": mean}, notes, curves, n_unknown,
+                            float(threshold))
 
 
-def _group_metrics(probs: np.ndarray, labels: np.ndarray) -> tuple[dict, list[str], RocCurve | None]:
-    preds = predict_labels(probs)
+def _group_metrics(probs: np.ndarray, labels: np.ndarray,
+                   threshold: float) -> tuple[dict, list[str], RocCurve | None]:
+    preds = predict_labels(probs, threshold)
     fake = labels == FAKE
     tp = int(np.count_nonzero(preds[fake]))
     n_fake = int(np.count_nonzero(fake))

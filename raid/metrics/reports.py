@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from raid.metrics.metrics import (HEADERS, METRICS, THRESHOLD, EvaluationResult, percent)
+from raid.metrics.metrics import HEADERS, METRICS, EvaluationResult, percent
 from raid.primitives.errors import RaidError
 from raid.primitives.fileio import write_bytes
 
@@ -81,7 +81,8 @@ def md_cell(text: object) -> str:
 
 def markdown(result: EvaluationResult, title: str, extra_lines: Sequence[str] = ()) -> str:
     lines = [f"# {title}", "",
-             f"Metrics in percent. An image is called generated when P(generated) > {THRESHOLD}. "
+             f"Metrics in percent. An image is called generated when P(generated) > "
+             f"{result.threshold:g}. "
              "The mean row averages each metric over the groups where it is defined.", ""]
     lines.append("| Group | n | " + " | ".join(HEADERS[k] for k in METRICS) + " |")
     lines.append("|---|---:|" + "---:|" * len(METRICS))

@@ -32,18 +32,19 @@ import numpy as np
 import yaml
 
 from raid.primitives.errors import RaidError
-from raid.metrics.evaluation import EvaluationResult, evaluate, plot_sweep, write_report
-from raid.pipelines.evaluate import score_store
+from raid.metrics.evaluation import (HEADERS, METRICS, EvaluationResult, evaluate, plot_sweep,
+                                     write_report)
+from raid.pipelines.evaluate import overlap_warning, score_store
 from raid.primitives.fileio import write_text
 from raid.primitives.perturb import CLEAN, Perturbation
 from raid.store.store import FeatureStore
+from raid.svm.detector import RaidDetector
 
 log = logging.getLogger(__name__)
 
-#: Columns of the paper-form table, in order (metric key, header).
-TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("accuracy", "Acc."), ("ap", "AP"), ("real_accuracy", "Real acc."),
-    ("fake_accuracy", "Fake acc."), ("auroc", "AUROC"))
+#: Columns of the paper-form table: the metrics in the one order and naming of every
+#: report (`raid.metrics`), after the row count as in report.md.
+TABLE_COLUMNS: tuple[tuple[str, str], ...] = tuple((k, HEADERS[k]) for k in METRICS)
 _FOLDER = re.compile(r"^[^/\\]+$")
 
 
@@ -193,12 +194,16 @@ def evaluate_benchmark_store(model: str | os.PathLike, store: str | os.PathLike,
         raise RaidError(f"none of the {len(config.generators)} generators of "
                         f"{config.source or config.name} found (groups here: "
                         f"{', '.join(groups) or 'none'})", where)
-    probs, rows = score_store(model, store, groups=present, allow_mismatch=allow_mismatch,
+    detector = RaidDetector.load(model)
+    detector.path_ = str(model)  # named in messages
+    probs, rows = score_store(detector, store, groups=present, allow_mismatch=allow_mismatch,
                               check=root is None)
+    overlap = overlap_warning(detector, store, rows.keys)
     # config order, so metrics.json, the ROC legend and the table all read alike
     rank = {g: i for i, g in enumerate(present)}
     order = np.argsort([rank[g] for g in rows.groups], kind="stable")
-    result = evaluate(probs[order], rows.labels[order], list(rows.groups[order]))
+    result = evaluate(probs[order], rows.labels[order], list(rows.groups[order]),
+                      threshold=float(detector.threshold_))
 
     lines = [f"Benchmark: {config.name} ({len(present)} of {len(config.generators)} generators), "
              f"perturbation: {setting}", f"Model: `{model}`", f"Features: `{store}`"]
@@ -210,8 +215,12 @@ def evaluate_benchmark_store(model: str | os.PathLike, store: str | os.PathLike,
     if failed:
         lines.append(f"{len(failed)} unreadable image(s) left out, e.g. "
                      + "; ".join(f"`{k}`: {v}" for k, v in sorted(failed.items())[:5]))
+    if overlap:
+        lines.append(f"**Warning: {overlap}.**")
     lines += list(notes)
-    files = write_report(result, out_dir, title=f"{config.name}: {setting}", extra_lines=lines)
+    # one list item per line: markdown would join plain lines into one paragraph
+    files = write_report(result, out_dir, title=f"{config.name}: {setting}",
+                         extra_lines=[f"- {line}" for line in lines])
     md, csv_bytes = _paper_table(config, result, setting, missing, lines)
     files["benchmark_md"], files["benchmark_csv"] = out_dir / "benchmark.md", out_dir / "benchmark.csv"
     write_text(files["benchmark_md"], md)
@@ -225,9 +234,10 @@ def _paper_table(config: BenchmarkConfig, result: EvaluationResult, setting: str
     """The table of the paper: one row per generator in config order, then the mean."""
     groups = result.metrics["groups"]
     md = [f"# {config.name}: {setting}", "",
-          "Percent, threshold P(generated) > 0.5. Mean = average over the generators present.",
-          "", "| Generator | " + " | ".join(h for _, h in TABLE_COLUMNS) + " | n |",
-          "|---|" + "---:|" * (len(TABLE_COLUMNS) + 1)]
+          f"Percent, threshold P(generated) > {result.threshold:g}. Mean = average over the "
+          "generators present.",
+          "", "| Generator | n | " + " | ".join(h for _, h in TABLE_COLUMNS) + " |",
+          "|---|---:|" + "---:|" * len(TABLE_COLUMNS)]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["generator", "folder", "status", "n"] + [k for k, _ in TABLE_COLUMNS])
@@ -238,18 +248,18 @@ def _paper_table(config: BenchmarkConfig, result: EvaluationResult, setting: str
     for g in config.generators:
         m = groups.get(g.folder)
         if m is None:
-            md.append(f"| {g.name} | " + " | ".join("–" for _ in TABLE_COLUMNS)
-                      + f" | {missing.get(g.folder, 'missing')} |")
+            md.append(f"| {g.name} | {missing.get(g.folder, 'missing')} | "
+                      + " | ".join("–" for _ in TABLE_COLUMNS) + " |")
             writer.writerow([g.name, g.folder, "missing", ""] + [""] * len(TABLE_COLUMNS))
             continue
-        md.append(f"| {g.name} | " + " | ".join(cell(m[k]) for k, _ in TABLE_COLUMNS)
-                  + f" | {m['n']} |")
+        md.append(f"| {g.name} | {m['n']} | " + " | ".join(cell(m[k]) for k, _ in TABLE_COLUMNS)
+                  + " |")
         writer.writerow([g.name, g.folder, "ok", m["n"]]
                         + ["" if m[k] is None else repr(float(m[k])) for k, _ in TABLE_COLUMNS])
     mean = result.metrics["mean"]
     n_total = sum(m["n"] for m in groups.values())
-    md.append(f"| **Mean ({len(groups)}/{len(config.generators)})** | "
-              + " | ".join(f"**{cell(mean[k])}**" for k, _ in TABLE_COLUMNS) + f" | {n_total} |")
+    md.append(f"| **Mean ({len(groups)}/{len(config.generators)})** | {n_total} | "
+              + " | ".join(f"**{cell(mean[k])}**" for k, _ in TABLE_COLUMNS) + " |")
     writer.writerow(["mean", "", f"{len(groups)}/{len(config.generators)}", n_total]
                     + ["" if mean[k] is None else repr(float(mean[k])) for k, _ in TABLE_COLUMNS])
     md += [""] + [f"- {line}" for line in lines] + [""]
@@ -358,6 +368,7 @@ def run_benchmark(config: BenchmarkConfig, model: str | os.PathLike, out: str | 
     featurizer = Featurizer.from_options(opts, device="cpu")  # once for every setting
     check_provenance(detector, featurizer.provenance, opts.backbone, model, allow_mismatch)
     folder = cache_folder(Path(cache) if cache is not None else out / "features", root, opts)
+    folder.mkdir(parents=True, exist_ok=True)  # the stores' planning expects their folder
     sweep = [CLEAN] + [p for p in perturbations if not p.is_clean]
     wanted = set(config.folders)  # folders under the root that the config does not list stay untouched
     done: list[tuple[Perturbation, SettingResult]] = []

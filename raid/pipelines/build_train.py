@@ -11,6 +11,7 @@ shard writer as `raid extract` store the rows. Its rows equal those of `raid rec
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -23,10 +24,10 @@ from raid.models.aim import load_aim, load_config
 from raid.models.autoencoders import (LATENTS, PRECISIONS, autoencoder_digest,
                                       autoencoder_name, load_autoencoder)
 from raid.pipelines.extraction import (ExtractOptions, FeatureExtractor, aim_provenance,
-                                       plan_work, run_prediction)
+                                       locked_plan, plan_work, run_prediction)
 from raid.pipelines.reconstruction import FrozenAutoencoder, quiet_batch_indices
 from raid.primitives.errors import RaidError
-from raid.primitives.keys import REAL_GROUP, find_collisions, paired_key
+from raid.primitives.keys import REAL_GROUP, display_key, find_collisions, paired_key
 from raid.primitives.layout import FAKE, REAL
 from raid.store.store import FeatureStore
 
@@ -52,7 +53,8 @@ class BuildSummary:
         for group, by_label in self.counts.items():
             out.append(f"  {group}: " + ", ".join(
                 f"{n} {kinds.get(label, 'unknown')}" for label, n in sorted(by_label.items())))
-        out += [f"  failed {key}: {reason}" for key, reason in sorted(self.failed.items())]
+        out += [f"  failed {display_key(key)}: {reason}"
+                for key, reason in sorted(self.failed.items())]
         out += [f"  collision {target}: {', '.join(inputs)} (left out)"
                 for target, inputs in self.collisions.items()]
         if self.dropped_shards:
@@ -91,16 +93,22 @@ def build_train(real_dir: str | os.PathLike, vaes: Sequence[str | os.PathLike],
         raise RaidError(f"autoencoder precision must be one of {', '.join(PRECISIONS)}")
     store = Path(store)
     recon_seed = opts.seed if recon_seed is None else recon_seed
+
+    if Path(real_dir).is_file():
+        raise RaidError("is a file: build-train takes a folder of real photos (to score "
+                        "single images, use `raid detect`)", real_dir)
+    found = discover_images(real_dir)
+    if not found.keys:  # an error, before anything is loaded or created
+        raise RaidError("no images found in this folder", real_dir)
     reconstructors = {name: FrozenAutoencoder(load_autoencoder(v), recon_precision, latent)
                       for name, v in zip(names, vaes)}
-
-    found = discover_images(real_dir)
     collisions = find_collisions(found.keys)
     colliding = {k for ins in collisions.values() for k in ins}
     listing = found.subset([k for k in found.keys if k not in colliding])
 
     config = load_config(opts.arch, opts.probe)
     model = load_aim(config, opts.backbone, opts.head, truncate=True)
+    store.parent.mkdir(parents=True, exist_ok=True)  # the store's lock lives beside it
     dim = config.width
     provenance = aim_provenance(config, opts)
     provenance["training_pairs"] = {
@@ -114,23 +122,24 @@ def build_train(real_dir: str | os.PathLike, vaes: Sequence[str | os.PathLike],
     rows_of = {k: [k] + [paired_key(n, k) for n in names] for k in listing.keys}
     all_rows = [r for k in listing.keys for r in rows_of[k]]
 
-    def plan() -> WorkPlan:
+    def plan(run: str) -> WorkPlan:
         """The photos with any row missing; `already` counts rows present before."""
         rows = plan_work(store, dim, provenance,
                          ImageListing(listing.root, all_rows, [REAL] * len(all_rows),
-                                      [REAL_GROUP] * len(all_rows)))
+                                      [REAL_GROUP] * len(all_rows)), run)
         missing = set(rows.keys)
         return WorkPlan([k for k in listing.keys if any(r in missing for r in rows_of[k])],
-                        already=rows.already, dropped=rows.dropped)
+                        already=rows.already, dropped=rows.dropped, run=run, notes=rows.notes)
 
-    datamodule = PairedDataModule(
-        listing, reconstructors, batch_size=opts.batch_size, num_workers=opts.num_workers,
-        seed=opts.seed, recon_seed=recon_seed, patch_size=config.image_size,
-        max_pixels=opts.max_pixels, same_position=same_position, plan=plan,
-        pin_memory=opts.accelerator != "cpu" and torch.cuda.is_available())
-    with quiet_batch_indices():
+    with ExitStack() as lock, quiet_batch_indices():
+        datamodule = PairedDataModule(
+            listing, reconstructors, batch_size=opts.batch_size, num_workers=opts.num_workers,
+            seed=opts.seed, recon_seed=recon_seed, patch_size=config.image_size,
+            max_pixels=opts.max_pixels, same_position=same_position,
+            plan=locked_plan(lock, store, plan),
+            pin_memory=opts.accelerator != "cpu" and torch.cuda.is_available())
         if not run_prediction(FeatureExtractor(model, opts.compile), datamodule, store, dim,
-                              provenance, opts):
+                              provenance, opts, root=listing):
             return None
     with FeatureStore(store) as fs:
         failures = fs.failures()

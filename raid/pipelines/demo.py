@@ -29,10 +29,21 @@ from pathlib import Path
 from typing import Any, Callable
 
 from raid.pipelines.demo_config import DemoPlan
+from raid.pipelines.demo_data import INTENTIONAL
 from raid.primitives.fileio import write_text
 from raid.primitives.hashing import file_sha256
 
 log = logging.getLogger(__name__)
+
+#: What each step does, said as it starts.
+STEPS = {
+    "reconstruct": "autoencoder reconstructions of the real photos, as PNGs to look at",
+    "build-train": "features of the real photos and of their reconstructions (training store)",
+    "fit": "the SVM detector on the training store",
+    "bundle": "the detector and its AIM model in one folder, for detect and the service",
+    "benchmark": "the detector on every generator folder, clean and perturbed",
+    "detect": "P(generated) for the images of the detect folder, with the bundle",
+}
 
 SMOKE_WARNING = ("These numbers come from untrained smoke models (a random-weight AIM, a "
                  "random-weight autoencoder and synthetic images) and mean NOTHING about "
@@ -58,7 +69,8 @@ class DemoSummary:
             if table is not None:
                 out += ["", *_table_lines(Path(table))]
         if self.synthetic:
-            out += ["", "NOTE: " + SMOKE_WARNING]
+            out += ["", "NOTE: " + SMOKE_WARNING,
+                    *(f"Failure on purpose: {why}." for why in INTENTIONAL.values())]
         out += ["", f"report: {self.report / 'report.md'}  (folder {self.report})"]
         if self.bundle is not None:
             out.append(f"detector bundle: {self.bundle}  (raid detect --model {self.bundle} "
@@ -108,7 +120,7 @@ def run_demo(plan: DemoPlan) -> DemoSummary | None:
     notes = [f"**{SMOKE_WARNING}**"] if plan.synthetic else []
 
     def step(name: str, fn: Callable[[], Any], describe: Callable[[Any], str]) -> Any:
-        log.info("== %s", name)
+        log.info("== %s: %s", name, STEPS[name])
         t0 = time.perf_counter()
         result = fn()
         steps.append((name, time.perf_counter() - t0, describe(result) if result is not None
@@ -138,6 +150,8 @@ def run_demo(plan: DemoPlan) -> DemoSummary | None:
         probe=opts.probe, precision=opts.precision, seed=opts.seed,
         copy_checkpoints=plan.synthetic),
         lambda b: f"{b} (raid detect --model {b} IMAGE ...)")
+    if plan.synthetic:
+        log.info("note: a failure on purpose: %s", INTENTIONAL["missing"])
     bench = step("benchmark", lambda: run_benchmark(
         load_benchmark_config(plan.benchmark_config), model, report,
         root=plan.benchmark_root, opts=opts, perturbations=parse_sweep(plan.perturb)
@@ -149,6 +163,8 @@ def run_demo(plan: DemoPlan) -> DemoSummary | None:
     if plan.detect:
         # the bundle names its AIM model: only how to run comes from the options
         run_only = replace(opts, arch=None, backbone=None, head=None)
+        if plan.synthetic:
+            log.info("note: a failure on purpose: %s", INTENTIONAL["broken"])
         detections = step("detect", lambda: detect(plan.detect, bundle, run_only),
                           lambda d: d.table().splitlines()[-1])
         if detections is None:
@@ -176,7 +192,8 @@ def _write_report(summary: DemoSummary, plan: DemoPlan, model: Path) -> None:
     bench = summary.benchmark
     lines = ["# RAID demo", ""]
     if plan.synthetic:
-        lines += [f"> **{SMOKE_WARNING}**", ""]
+        lines += [f"> **{SMOKE_WARNING}**", "", "Failures on purpose:", ""]
+        lines += [f"- {why}." for why in INTENTIONAL.values()] + [""]
     lines += ["## Steps", "", "| Step | Seconds | Outcome |", "|---|---:|---|"]
     lines += [f"| {n} | {s:.1f} | {w.replace('|', '/')} |" for n, s, w in summary.steps]
     lines += ["", f"Detector: `{model}`; bundle: `{summary.bundle}` (`raid detect --model "

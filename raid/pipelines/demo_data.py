@@ -9,6 +9,7 @@ into the same folder keeps what is there, and every image is seeded by its name 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -39,6 +40,16 @@ SYNTHETIC_GENERATORS: dict[str, tuple[str, tuple[str, ...] | None]] = {
 }
 MISSING_GENERATOR = "diffusion"  # listed in the demo's benchmark config, no folder
 N_TRAIN, N_PER_CLASS, N_PER_SUBSET_CLASS = 40, 6, 4
+BROKEN_FILE = "broken.jpg"  # in the detect folder: an HTML page, to show a refused file
+#: The demo's two failures on purpose, and why (said when they happen and in the summary).
+INTENTIONAL = {
+    "missing": f"generator {MISSING_GENERATOR!r} is listed in the benchmark config but has no "
+               "folder: the report shows how a missing generator is named and "
+               "left out of the mean",
+    "broken": f"{BROKEN_FILE} is an HTML page named .jpg: `raid detect` lists it "
+              "as unreadable with the reason and scores the other images",
+}
+log = logging.getLogger(__name__)
 
 
 def _write_once(target: Path, make: Callable[[], np.ndarray]) -> None:
@@ -80,7 +91,7 @@ def make_synthetic_data(data: Path) -> dict[str, Path]:
         _write_once(detect / f"real_{i}.png", lambda: _photo(rng_for("detect", "real", i)))
         _write_once(detect / f"fake_{i}.png",
                     lambda: _fake("upsample", rng_for("detect", "fake", i)))
-    broken = detect / "broken.jpg"
+    broken = detect / BROKEN_FILE
     if not broken.exists():  # an unreadable file, to show how detect reports one
         write_bytes(broken, b"<html><body>404 Not Found</body></html>\n")
     config = data / "benchmark.yaml"
@@ -122,6 +133,8 @@ def make_smoke_models(models: Path) -> dict[str, Any]:
 def synthetic_plan(out: str | os.PathLike) -> DemoPlan:
     """Make (or find) the demo's own images and smoke models under `out`."""
     out = Path(out)
+    log.info("making (or reusing) synthetic photos, a benchmark tree and tiny random-weight "
+             "AIM and autoencoder models under %s", out)
     data = make_synthetic_data(out / "data")
     models = make_smoke_models(out / "models")
     vae = models.pop("vae")

@@ -4,26 +4,34 @@ model's training features were (`raid.pipelines.provenance`)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from raid.metrics.evaluation import EvaluationResult, evaluate, write_report
+from raid.metrics.evaluation import THRESHOLD, EvaluationResult, evaluate, write_report
+from raid.pipelines.heldout import overlap_message, training_overlap
 from raid.pipelines.provenance import check_provenance
 from raid.primitives.errors import RaidError
 from raid.store.store import FeatureStore, Rows
 from raid.svm.detector import RaidDetector
 
+log = logging.getLogger(__name__)
+
 
 def score_store(model: str | os.PathLike, store: str | os.PathLike,
                 groups: Sequence[str] | None = None, *, allow_mismatch: bool = False,
-                check: bool = True) -> tuple[np.ndarray, Rows]:
-    """P(generated) of every row of `store` (in `groups`) under the saved detector `model`.
+                check: bool = True, batch_size: int = 65536) -> tuple[np.ndarray, Rows]:
+    """P(generated) of every row of `store` (in `groups`) under the saved detector `model`
+    (a model file, or a loaded `RaidDetector`, named in messages by its `path_`), read
+    `batch_size` rows at a time: the rows returned carry labels, groups and keys but no
+    features, so memory is bounded by one batch of features.
     Features made otherwise than the model's are refused unless `allow_mismatch`
     (`check=False`: the caller has checked already)."""
-    detector = RaidDetector.load(model)
+    detector = model if isinstance(model, RaidDetector) else RaidDetector.load(model)
+    model = getattr(detector, "path_", None) or model
     with FeatureStore(store) as fs:
         if len(fs) == 0:
             raise RaidError("the store has no rows", store)
@@ -32,18 +40,43 @@ def score_store(model: str | os.PathLike, store: str | os.PathLike,
                             f"{detector.n_features_in_}, the store has {fs.dim}", store)
         if check:
             check_provenance(detector, fs.provenance, store, model, allow_mismatch)
-        rows = fs.read(groups=groups)
-    if len(rows) == 0:
+        probs, labels, names, keys, dim = [], [], [], [], fs.dim
+        for batch in fs.iter_batches(batch_size, groups=groups):
+            probs.append(detector.predict_proba(batch.features)[:, 1])
+            labels.append(batch.labels)
+            names.append(batch.groups)
+            keys.append(batch.keys)
+    if not probs:
         raise RaidError(f"no rows in group(s) {', '.join(groups or [])}", store)
-    return detector.predict_proba(rows.features)[:, 1], rows
+    rows = Rows(np.empty((0, dim), np.float32), np.concatenate(labels),
+                np.concatenate(names), np.concatenate(keys))
+    return np.concatenate(probs), rows
 
 
 def evaluate_store(model: str | os.PathLike, store: str | os.PathLike,
                    out_dir: str | os.PathLike, groups: Sequence[str] | None = None, *,
                    allow_mismatch: bool = False) -> EvaluationResult:
     """Score a store with a saved detector and write the report files into `out_dir`."""
-    probs, rows = score_store(model, store, groups, allow_mismatch=allow_mismatch)
-    result = evaluate(probs, rows.labels, list(rows.groups))
-    write_report(result, Path(out_dir),
-                 extra_lines=[f"Model: `{model}`", f"Features: `{store}`"])
+    detector = RaidDetector.load(model)
+    detector.path_ = str(model)  # named in messages
+    probs, rows = score_store(detector, store, groups, allow_mismatch=allow_mismatch)
+    result = evaluate(probs, rows.labels, list(rows.groups),
+                      threshold=float(getattr(detector, "threshold_", THRESHOLD)))
+    # one list item per line: markdown would join plain lines into one paragraph
+    extra = [f"- Model: `{model}`", f"- Features: `{store}`"]
+    warning = overlap_warning(detector, store, rows.keys)
+    if warning:
+        extra.append(f"- **Warning: {warning}.**")
+    write_report(result, Path(out_dir), extra_lines=extra)
     return result
+
+
+def overlap_warning(detector: RaidDetector, store: str | os.PathLike, keys) -> str:
+    """Logs and returns the warning when rows being evaluated are training rows of the
+    model (empty when none are, or when the model does not record its training rows)."""
+    n = training_overlap(getattr(detector, "provenance_", None), keys)
+    if not n:
+        return ""
+    message = overlap_message(n, len(keys), getattr(detector, "path_", "the model"), str(store))
+    log.warning("warning: %s", message)
+    return message

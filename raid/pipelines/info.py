@@ -94,15 +94,17 @@ def describe_model(path: Path) -> dict[str, Any]:
         "platt": {"a": _plain(det.platt_a_), "b": _plain(det.platt_b_)},
         "threshold": _plain(getattr(det, "threshold_", 0.5)),
         "training": _training(det, provenance),
-        "provenance": provenance,
+        "provenance": {k: v for k, v in provenance.items() if k != "training"}
+        if isinstance(provenance, dict) else provenance,
     }
 
 
 def _training(det: Any, provenance: dict | None) -> dict | None:
     """What the model records of its training rows (None: not recorded in this file)."""
     for value in (getattr(det, "training_", None), (provenance or {}).get("training")):
-        if isinstance(value, dict):
-            return value
+        if isinstance(value, dict):  # the per-key hashes are counted, not listed
+            return {k: (len(v) if k == "key_hashes" and isinstance(v, list) else v)
+                    for k, v in value.items()}
     return None
 
 

@@ -8,51 +8,143 @@
 `BasePredictionWriter`) consume; nothing is collected in memory. `precision` is a RAID
 name ("32", "bf16-mixed", "bf16") or a Lightning one ("32-true"). Returns the trainer once
 every process has finished (`trainer.is_global_zero` says which process merges results).
-An images-per-second progress bar is added.
+
+Progress goes to stderr (stdout is for tables and CSV), counts images, is named for the
+stage ("extracting", "reconstructing"), and is silent when the "raid" logger is above
+INFO (`raid -q`). Ctrl-C comes back as KeyboardInterrupt (Lightning turns it into
+`sys.exit(1)` and ignores further Ctrl-C), so callers and `raid` treat it as one.
 """
 
 from __future__ import annotations
 
+import logging
+import signal
 from typing import Any, Sequence
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
 
 from raid.pipelines.featurizer import PRECISIONS
+from raid.primitives.keys import REAL_GROUP
+from raid.primitives.progress import Progress
+
+#: The stage a module's class stands for, when the module does not say (`stage`).
+STAGES = {"FeatureExtractor": "extracting", "ReconstructionModule": "reconstructing"}
 
 
-class ImagesPerSecondBar(TQDMProgressBar):
-    """Lightning's bar, counting images (a batch's "key" entries) rather than batches."""
+def stage_of(module: Any, datamodule: Any) -> str:
+    """What a run is doing, for its progress line."""
+    if getattr(module, "stage", None):
+        return module.stage
+    if getattr(datamodule, "reconstructors", None):  # build-train: photos in, rows out
+        return "reconstructing + extracting"
+    return STAGES.get(type(module).__name__, "predicting")
+
+
+class ImagesPerSecondBar(ProgressBar):
+    """A progress line on stderr counting images (a batch's "key" entries; for paired
+    batches, its real rows: one per photo), with images/s, on global rank 0 only."""
+
+    delay = 2.0  # seconds before the bar shows (short runs stay quiet)
+
+    def __init__(self, stage: str = "predicting"):
+        super().__init__()
+        self.stage = stage
+        self._enabled = True
+        self._progress: Progress | None = None
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    @property
+    def images(self) -> int:
+        return self._progress.count if self._progress is not None else 0
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        if (self._enabled and trainer.is_global_zero
+                and logging.getLogger("raid").isEnabledFor(logging.INFO)):
+            self._progress = Progress(self.stage, _total_images(trainer), "images",
+                                      delay=self.delay)
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
                              dataloader_idx=0) -> None:
-        super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx,
-                                     dataloader_idx)
-        bar = self.predict_progress_bar
-        self._images = getattr(self, "_images", 0) + len(batch["key"])
-        elapsed = bar.format_dict.get("elapsed") or 0.0
-        if elapsed > 0:
-            bar.set_postfix_str(f"{self._images / elapsed:.1f} images/s", refresh=False)
+        if self._progress is None:
+            return
+        if getattr(trainer.datamodule, "reconstructors", None) and "group" in batch:
+            n = sum(g == REAL_GROUP for g in batch["group"])
+        else:
+            n = len(batch["key"])
+        self._progress.update(n)
+
+    def _close(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        self._close()
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._close()
+
+
+def _total_images(trainer) -> int | None:
+    """The images this run will see, from the datamodule's dataset (not from
+    `trainer.predict_dataloaders`: touching it here loses the prefetched first batch)."""
+    dm = trainer.datamodule
+    work = getattr(getattr(dm, "work", None), "keys", None)  # the images still to do
+    if work is not None:
+        return len(work) or None
+    try:
+        return len(dm.dataset) or None
+    except (TypeError, AttributeError):
+        return None
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's start-up lines (devices found, tips) out of RAID's output unless
+    the log level is debug. Done as each Trainer is built: importing Lightning sets its
+    loggers to INFO and gives "lightning" a console handler (each line showed twice)."""
+    root = logging.getLogger()
+    debug = root.isEnabledFor(logging.DEBUG)
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.WARNING)
+    if root.handlers:  # the root's handler shows them, once
+        lightning_log = logging.getLogger("lightning")
+        for handler in list(lightning_log.handlers):
+            lightning_log.removeHandler(handler)
 
 
 def make_trainer(*, accelerator: str = "auto", devices: Any = "auto", strategy: str = "auto",
                  num_nodes: int = 1, precision: str = "32",
-                 callbacks: Sequence[Callback] = ()) -> L.Trainer:
+                 callbacks: Sequence[Callback] = (), stage: str = "predicting") -> L.Trainer:
     """A prediction-only Trainer: no logger, no checkpoints, no summary, inference mode."""
+    quiet_lightning()
     return L.Trainer(
         accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
         precision=PRECISIONS.get(precision, precision), logger=False,
-        callbacks=[*callbacks, ImagesPerSecondBar()], enable_checkpointing=False,
+        callbacks=[*callbacks, ImagesPerSecondBar(stage)], enable_checkpointing=False,
         enable_model_summary=False, inference_mode=True)
 
 
 def run_predict(module: L.LightningModule, datamodule: L.LightningDataModule, *,
                 accelerator: str = "auto", devices: Any = "auto", strategy: str = "auto",
                 num_nodes: int = 1, precision: str = "32",
-                callbacks: Sequence[Callback] = ()) -> L.Trainer:
+                callbacks: Sequence[Callback] = (), stage: str | None = None) -> L.Trainer:
     """Run `module` over `datamodule` (see the module docstring); returns the trainer."""
     trainer = make_trainer(accelerator=accelerator, devices=devices, strategy=strategy,
-                           num_nodes=num_nodes, precision=precision, callbacks=callbacks)
-    trainer.predict(module, datamodule=datamodule, return_predictions=False)
+                           num_nodes=num_nodes, precision=precision, callbacks=callbacks,
+                           stage=stage or stage_of(module, datamodule))
+    try:
+        trainer.predict(module, datamodule=datamodule, return_predictions=False)
+    except SystemExit:
+        if trainer.interrupted:  # Lightning's answer to Ctrl-C: make it one again
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt from None
+        raise
     trainer.strategy.barrier()  # every process has finished writing
     return trainer

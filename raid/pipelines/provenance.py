@@ -3,7 +3,8 @@ the store it was fitted on) with the provenance of the features it is about to s
 
 Compared: extractor, AIM size and probe, checkpoint digests, patch policy, precision and
 feature size. Not compared: what may rightly differ between fitting and use (the
-perturbation under test, how training pairs were made, the patch seed, RAID's version).
+perturbation under test, how training pairs were made, the patch seed, RAID's version,
+which rows a model was trained on and how its threshold was chosen).
 Imported `.npy` features carry no extractor provenance, so against them only the feature
 size can be checked; models of the previous format record none at all. Both cases are
 let through with a one-line warning.
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 #: Provenance entries (dotted names) that may differ between fitting and use.
 NOT_COMPARED = ("perturbation", "training_pairs", "patch.seed", "raid_version", "created",
-                "source")
+                "source", "training", "calibration")
 #: Extractors whose stores say nothing about how their features were made.
 UNKNOWN_EXTRACTORS = frozenset({"imported-npy"})
 

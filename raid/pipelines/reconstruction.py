@@ -10,7 +10,7 @@ but with the input's size kept (see `raid.models.autoencoders`). Outputs are wri
 existing ones are kept unless `overwrite`, so a second run does only what is missing.
 Inputs that would share an output (`a.jpg` and `a.png`) are reported and none is written;
 broken inputs are named in the summary and in `OUTPUT/.raid-reconstruct-failures.json`
-(names that are not UTF-8 shown with `\xNN` escapes). An image that runs out of memory
+(names that are not UTF-8 shown with `\\xNN` escapes). An image that runs out of memory
 fails alone: its batch is retried one image at a time (`datamodules.batches`).
 """
 

@@ -144,7 +144,8 @@ def _jpeg_too_short(path: Path, file_size: int) -> bool:
             coded_bytes = file_size - fh.tell()
     except OSError:
         return False
-    height, width, n = int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big"), frame[5]
+    height, width = int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big")
+    n = frame[5]
     comps = [(frame[6 + 3 * i + 1] >> 4, frame[6 + 3 * i + 1] & 15) for i in range(n)
              if len(frame) >= 6 + 3 * i + 3]
     if height == 0 or not comps or min(min(c) for c in comps) == 0:

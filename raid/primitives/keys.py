@@ -74,7 +74,7 @@ def relative_parts(key: str) -> tuple[str, ...]:
     raises `RaidError` naming the key when it is unsafe (see `unsafe_reason`)."""
     reason = unsafe_reason(key)
     if reason is not None:
-        raise RaidError(f"key {display_key(key)!r} {reason}; nothing was written")
+        raise RaidError(f"key '{display_key(key)}' {reason}; nothing was written")
     return tuple(p for p in key.split("/") if p not in ("", "."))
 
 

@@ -89,6 +89,9 @@ def _walk_dir(path: str, prefix: str, ancestors: set[tuple[int, int]],
     for entry in entries:
         key = prefix + entry.name
         try:
+            if entry.is_file(follow_symlinks=False):  # the common case, from d_type: no stat
+                _add_file(key, suffixes, out)
+                continue
             st = entry.stat(follow_symlinks=True)
         except OSError:
             if entry.is_symlink():  # dangling or looping link: kept as a file, as before

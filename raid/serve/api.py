@@ -1,9 +1,9 @@
 """The LitServe side of `raid serve`: one loaded `DetectorPipeline` per inference worker.
 
 LitServe runs `setup` once in each worker process (the bundle is loaded there, never in the
-HTTP process) and, with `max_batch_size > 1`, gathers the requests that arrive within
-`batch_timeout` into one `predict` call: one pass of the pipeline over every image of every
-request in the batch. A request carries one or more images (the batch endpoint), so
+HTTP process) and, with `max_batch_size > 1`, gathers the requests queued for it (see
+`WaitingBatchLoop`) into one `predict` call: one pass of the pipeline over every image of
+every request in the batch. A request carries one or more images (the batch endpoint), so
 `predict` flattens the requests, scores all images at once and regroups the answers.
 
 The pipeline never raises for a bad image; it reports a reason per image (e.g. a truncated
@@ -13,9 +13,14 @@ file), which the HTTP side turns into a 4xx answer for that image.
 from __future__ import annotations
 
 import json
+import time
+from queue import Empty
 from typing import Any
 
 import litserve as ls
+from litserve.loops.base import _SENTINEL_VALUE, _StopLoopError
+from litserve.loops.simple_loops import BatchedLoop
+from litserve.utils import LitAPIStatus, LoopResponseType
 
 
 def model_summary(info: dict[str, Any]) -> dict[str, Any]:
@@ -49,6 +54,49 @@ def prediction_dict(pred: Any) -> dict[str, Any]:
     return out
 
 
+#: Longest single wait on LitServe's request queue (seconds). A worker that dies during a
+#: wait loses the request its pending `get` then receives (the queue's manager hands it to
+#: the dead connection), so waits are kept as short as LitServe's own batching polls.
+POLL = 0.001
+
+
+class WaitingBatchLoop(BatchedLoop):
+    """LitServe's batched loop with another way of gathering a batch: the requests already
+    queued are taken at once (up to `max_batch_size`), and more are waited for at most
+    `batch_timeout` from the arrival of the first (0: none; the batch is what queued up
+    while the previous one ran). LitServe's own gathering starts its clock before any
+    request came, so it waits `batch_timeout` for every batch, and with a timeout of 0 it
+    spins. Every request still gets LitServe's start message and queue-timeout check."""
+
+    def get_batch_requests(self, lit_api: ls.LitAPI, request_queue: Any,
+                           transport: Any) -> tuple[list, list]:
+        payloads: list = []
+        timed_out: list = []
+        deadline = None
+        while len(payloads) + len(timed_out) < lit_api.max_batch_size:
+            wait = POLL if deadline is None else min(POLL, deadline - time.monotonic())
+            try:
+                item = request_queue.get(timeout=wait) if wait > 0 else \
+                    request_queue.get_nowait()
+            except Empty:
+                if deadline is None or time.monotonic() >= deadline:
+                    break
+                continue
+            if item == _SENTINEL_VALUE:
+                raise _StopLoopError()
+            if deadline is None:
+                deadline = time.monotonic() + lit_api.batch_timeout
+            queue_id, uid, timestamp, x_enc = item
+            self.put_response(transport, queue_id, uid, (), LitAPIStatus.START,
+                              LoopResponseType.REGULAR)
+            limit = lit_api.request_timeout
+            if limit not in (-1, False, None) and time.monotonic() - timestamp > limit:
+                timed_out.append((queue_id, uid))
+            else:
+                payloads.append((queue_id, uid, x_enc))
+        return payloads, timed_out
+
+
 class DetectorAPI(ls.LitAPI):
     """Requests are dicts {"keys": [str, ...], "images": [bytes, ...]} built by the HTTP
     routes (`raid.serve.app`) after the uploads passed their checks, answered with
@@ -59,7 +107,8 @@ class DetectorAPI(ls.LitAPI):
                  max_batch_size: int = 8, batch_timeout: float = 0.01, threads: int = 0,
                  api_path: str = "/v1/detect"):
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout,
-                         api_path=api_path)
+                         api_path=api_path,
+                         loop=WaitingBatchLoop() if max_batch_size > 1 else "auto")
         self.bundle = bundle
         self.max_pixels = max_pixels
         self.batch_size = batch_size

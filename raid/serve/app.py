@@ -27,6 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 import litserve as ls
 from litserve.server import RegularRequestHandler
@@ -110,7 +111,8 @@ class Detection(BaseModel):
     verdict: str | None
     patch: Patch | None
     model: dict[str, Any] = {}
-    error: str | None = None
+    error: str | None = None  # batch results only: why this file was not scored
+    status: int | None = None  # batch results only: the HTTP status it would have had
 
 
 class BatchAnswer(BaseModel):
@@ -151,7 +153,7 @@ def build_server(options: ServeOptions) -> ls.LitServer:
                       threads=options.worker_threads())
     server = ls.LitServer(api, accelerator=options.accelerator, devices=options.devices,
                           workers_per_device=options.workers_per_device,
-                          timeout=options.timeout, fast_queue=os.environ.get("H5FQ") == "1")
+                          timeout=options.timeout, restart_workers=True)
     app = server.app
     # LitServe registers a plain-text "/" and a POST route at the API path; RAID's own
     # routes (bounded uploads, JSON errors, the page) take their places.
@@ -163,9 +165,7 @@ def build_server(options: ServeOptions) -> ls.LitServer:
 
 
 def _add_routes(app: FastAPI, options: ServeOptions, handler: RegularRequestHandler) -> None:
-    def authorize(request: Request) -> None:
-        if not options.api_key:
-            return
+    async def authorize(request: Request) -> None:  # async: no thread hop per request
         given = request.headers.get("x-api-key")
         bearer = request.headers.get("authorization", "")
         if given is None and bearer.lower().startswith("bearer "):
@@ -175,14 +175,17 @@ def _add_routes(app: FastAPI, options: ServeOptions, handler: RegularRequestHand
         if not hmac.compare_digest(given.encode(), options.api_key.encode()):
             raise UploadError(401, "wrong API key")
 
-    guarded = [Depends(authorize)]
+    guarded = [Depends(authorize)] if options.api_key else []
 
     async def score(request: Request, single: bool) -> tuple[list, dict]:
-        uploads = await read_uploads(
-            request.headers.get("content-type"), request.headers.get("content-length"),
-            request.stream(),
-            request.query_params.get("filename") or request.headers.get("x-filename"),
-            options.max_bytes, options.max_files)
+        try:
+            uploads = await read_uploads(
+                request.headers.get("content-type"), request.headers.get("content-length"),
+                request.stream(),
+                request.query_params.get("filename") or request.headers.get("x-filename"),
+                options.max_bytes, options.max_files)
+        except ClientDisconnect:  # nobody left to answer; keep it out of the error log
+            raise UploadError(400, "the client disconnected during the upload") from None
         if single and len(uploads) > 1:
             raise UploadError(400, "one image per request here: send several to "
                                    "/v1/detect/batch")

@@ -28,7 +28,7 @@ def health(url: str, timeout: float = 5.0) -> int:
     try:
         conn.request("GET", "/health")
         return conn.getresponse().status
-    except OSError:
+    except (OSError, http.client.HTTPException):  # not listening yet, or gone
         return 0
     finally:
         conn.close()

@@ -91,6 +91,9 @@ def split_ragged(blob: np.ndarray, ends: np.ndarray) -> list[str]:
     round-trips) and their end offsets."""
     data = blob.tobytes()
     starts = np.concatenate([[0], ends[:-1]]) if len(ends) else ends
+    if not len(blob) or int(blob.max()) < 128:  # ASCII: byte offsets are str offsets
+        text = data.decode("ascii")
+        return [text[s:e] for s, e in zip(starts.tolist(), ends.tolist())]
     return [data[s:e].decode("utf-8", "surrogateescape")
             for s, e in zip(starts.tolist(), ends.tolist())]
 

@@ -1,7 +1,7 @@
 """One writer at a time per feature store.
 
 `store_lock(store)` holds `<store>.lock` (a `filelock` lock, released by the kernel when
-the holder dies) and writes `<store>.lock.holder` with the holder's host, pid, run id and
+the holder dies; the file is removed when the writer finishes) and writes `<store>.lock.holder` with the holder's host, pid, run id and
 start time. A second writer meets a one-line error naming the holder. A holder file left
 by a process that is gone (same host, pid no longer alive) is taken over with a warning;
 a live holder on another host (a shared filesystem where the OS lock may not reach) is
@@ -76,11 +76,13 @@ def store_lock(store: str | os.PathLike, run_id: str = "") -> Iterator[dict]:
                 held[1] -= 1
         return
     lock_file, holder_file = lock_paths(store)
-    if not store.parent.is_dir():
-        raise RaidError("no such folder", store.parent)
+    try:
+        store.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RaidError(f"cannot create the folder: {exc.strerror or exc}", store.parent) from None
     flock = FileLock(str(lock_file), thread_local=False)
     try:
-        flock.acquire(timeout=0)
+        _acquire(flock, lock_file)
     except Timeout:
         h = read_holder(store)
         who = _describe(h) if h else "another process"
@@ -115,4 +117,25 @@ def store_lock(store: str | os.PathLike, run_id: str = "") -> Iterator[dict]:
         with _GUARD:
             _HELD.pop(ident, None)
         holder_file.unlink(missing_ok=True)
+        lock_file.unlink(missing_ok=True)  # while still held: see `_acquire`
         flock.release()
+
+
+def _acquire(flock: FileLock, lock_file: Path) -> None:
+    """Take the OS lock without waiting. The lock file is deleted (while held) when a
+    writer finishes, so a lock taken on a file that has since been deleted or replaced
+    is no lock: check that the file locked is the one at the path, else try again."""
+    for _ in range(5):
+        flock.acquire(timeout=0)
+        try:
+            fd = flock._context.lock_file_fd
+        except AttributeError:  # another filelock version: no inode check
+            return
+        try:
+            same = os.stat(lock_file).st_ino == os.fstat(fd).st_ino
+        except OSError:
+            same = False
+        if same:
+            return
+        flock.release(force=True)
+    raise Timeout(str(lock_file))

@@ -19,13 +19,13 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable
 
 import numpy as np
 
 from raid.primitives import layout
 from raid.primitives.errors import RaidError
-from raid.primitives.fileio import atomic_path
+from raid.primitives.fileio import atomic_path, output_target
 from raid.primitives.keys import display_key, relative_parts
 from raid.primitives.progress import Progress
 from raid.store.store import FeatureStore, StoreWriter
@@ -68,7 +68,8 @@ def read_npy_tree(src: str | os.PathLike, group: str | None = None,
                 skipped.append((key, f"not a float vector of shape (D,) or (1, D): "
                                      f"{a.dtype} {a.shape}"))
                 continue
-            a = a.reshape(-1).astype(np.float32)
+            with np.errstate(over="ignore"):  # values beyond float32 become inf: refused
+                a = a.reshape(-1).astype(np.float32)
             bad = int(a.size - np.count_nonzero(np.isfinite(a)))
             if bad:
                 skipped.append((key, f"{bad} of {a.size} values are NaN or infinite "
@@ -120,52 +121,61 @@ def import_npy(src: str | os.PathLike, store: str | os.PathLike,
     return ImportSummary(added, len(tree.keys) - added, tree.skipped, tree.other_files, counts)
 
 
-def export_path(out: Path, key: str) -> Path:
-    """Imported rows keep their key; rows of images get `.npy` appended (`a.jpg.npy`), so two
-    images that differ only by suffix never collide. Raises `RaidError` for an unsafe key."""
+def export_relpath(key: str) -> str:
+    """Where a row goes under OUT, with forward slashes: imported rows keep their key, rows
+    of images get `.npy` appended (`a.jpg.npy`), so two images that differ only by suffix
+    never collide. Raises `RaidError` for an unsafe key (`raid.primitives.keys`)."""
     parts = relative_parts(key)
     name = parts[-1] if parts[-1].endswith(".npy") else parts[-1] + ".npy"
-    return out.joinpath(*parts[:-1], name)
+    return "/".join((*parts[:-1], name))
 
 
-def plan_export(out: Path, keys: Sequence[str]) -> list[Path]:
-    """The file of every key under `out`, after checking that all of them can be written
-    there (see the module docstring); raises `RaidError` naming the first problem."""
-    targets = [export_path(out, k) for k in keys]
-    files: dict[Path, str] = {}
-    for key, target in zip(keys, targets):
-        other = files.setdefault(target, key)
-        if other != key:
-            raise RaidError(f"keys {display_key(other)!r} and {display_key(key)!r} name one "
-                            f"file {display_key(str(target))}; nothing was written")
-    folders: dict[Path, str] = {}
-    for key, target in zip(keys, targets):
-        for parent in target.relative_to(out).parents:
-            if parent != Path("."):
-                folders.setdefault(out / parent, key)
-    for target, key in files.items():
-        if target in folders:
-            raise RaidError(f"key {display_key(key)!r} is a file where key "
-                            f"{display_key(folders[target])!r} needs a folder; nothing was "
+def export_path(out: Path, key: str) -> Path:
+    return out / export_relpath(key)
+
+
+def plan_export(out: Path, keys: Iterable[str]) -> None:
+    """Check that every key can be written under `out` (see the module docstring); raises
+    `RaidError` naming the first problem. Clashes are found in one sort: with "/" ordered
+    before every other character, a file is directly followed by any path inside it."""
+    order = sorted((export_relpath(k).replace("/", "\0"), k) for k in keys)
+    for (a, key_a), (b, key_b) in zip(order, order[1:]):
+        if a == b:
+            raise RaidError(f"keys '{display_key(key_a)}' and '{display_key(key_b)}' name "
+                            f"one file {display_key(a.replace(chr(0), '/'))}; nothing was "
                             "written")
-    _check_existing(out, folders, files)
-    return targets
-
-
-def _check_existing(out: Path, folders: dict[Path, str], files: dict[Path, str]) -> None:
-    """What already exists under `out` must not turn a write into one outside it."""
+        if b.startswith(a + "\0"):
+            raise RaidError(f"key '{display_key(key_a)}' is a file where key "
+                            f"'{display_key(key_b)}' needs a folder; nothing was written")
     if out.exists() and not out.is_dir():
         raise RaidError("exists and is not a folder; nothing was written", out)
+    if out.is_dir() and any(out.iterdir()):
+        _check_existing(out, [(rel.replace("\0", "/"), key) for rel, key in order])
+
+
+def _check_existing(out: Path, files: list[tuple[str, str]]) -> None:
+    """What already exists under `out` must not turn a write into one outside it, or meet
+    a file where a folder is needed, or a folder, FIFO or device where a file goes."""
     real_out = Path(os.path.realpath(out))
-    for path, key in [*folders.items(), *files.items()]:
+    folders: dict[str, str] = {}
+    for rel, key in files:
+        parent = rel.rpartition("/")[0]
+        while parent and parent not in folders:
+            folders[parent] = key
+            parent = parent.rpartition("/")[0]
+    for rel, key, is_file in [*((r, k, False) for r, k in folders.items()),
+                              *((r, k, True) for r, k in files)]:
+        path = out / rel
         if not os.path.lexists(path):
             continue
-        if path in folders and not path.is_dir():
-            raise RaidError(f"exists and is not a folder, but key {display_key(key)!r} "
+        if not is_file and not path.is_dir():
+            raise RaidError(f"exists and is not a folder, but key '{display_key(key)}' "
                             "needs one; nothing was written", path)
         if not Path(os.path.realpath(path)).is_relative_to(real_out):
             raise RaidError("is a link leading out of the output folder; nothing was "
                             "written", path)
+        if is_file:
+            output_target(path)  # refuses a folder, FIFO or device there
 
 
 def export_npy(store: str | os.PathLike, out: str | os.PathLike) -> int:
@@ -173,12 +183,11 @@ def export_npy(store: str | os.PathLike, out: str | os.PathLike) -> int:
     out = Path(out)
     written = 0
     with FeatureStore(store) as fs:
-        keys = fs.keys()
-        targets = dict(zip(keys, plan_export(out, keys)))
+        plan_export(out, fs.keys())
         with Progress("exporting", len(fs), "rows") as bar:
             for rows in fs.iter_batches():
                 for key, vec in zip(rows.keys, rows.features):
-                    with atomic_path(targets[key], fsync=False) as tmp, \
+                    with atomic_path(export_path(out, key), fsync=False) as tmp, \
                             open(tmp, "wb") as fh:
                         np.save(fh, vec.reshape(1, -1).astype(np.float32))
                     written += 1

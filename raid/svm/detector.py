@@ -8,8 +8,8 @@ set of numpy arrays whichever ran); on the CPU, while the n x n Gram matrix fits
 `kernel_memory_gb`, it is computed once (`raid.svm.kernel`) and shared by the final fit
 and the calibration folds. Probabilities come from Platt scaling (`raid.svm.platt`) fitted
 on out-of-fold decision values of stratified, seeded folds. Scoring needs no training
-backend: decision values are computed with torch from the support vectors, dual
-coefficients, intercept and gamma.
+backend: decision values come from the support vectors, dual coefficients, intercept and
+gamma (`SvmScorer`: numpy on the CPU, torch on CUDA).
 """
 
 from __future__ import annotations
@@ -22,25 +22,32 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import NotFittedError
 
+from raid.primitives.decision import THRESHOLD
 from raid.primitives.errors import RaidError, RaidInputError
 from raid.primitives.progress import Progress
 from raid.svm.backends import (cuml_available, cuml_fitter, precomputed_fitter,
                                rbf_fitter, resolve_backend)
 from raid.svm.kernel import RbfKernel
-from raid.svm.modelfile import read_model, write_model
-from raid.svm.platt import fit_platt, platt_probability
-from raid.svm.validation import (BACKENDS, RaidNotFittedError, check_indices, check_params,
-                                 check_X, check_y, resolve_gamma)
+from raid.svm.modelfile import write_model
+from raid.svm.platt import fit_platt
+from raid.svm.scorer import SvmScorer
+from raid.svm.validation import (BACKENDS, check_indices, check_params, check_X, check_y,
+                                 resolve_gamma)
 
-__all__ = ["RaidDetector", "cuml_available", "BACKENDS", "DEFAULT_THRESHOLD"]
+__all__ = ["RaidDetector", "RaidNotFittedError", "cuml_available", "BACKENDS",
+           "DEFAULT_THRESHOLD"]
 
 logger = logging.getLogger(__name__)
+DEFAULT_THRESHOLD = THRESHOLD  # the older name, kept for callers
 
-DEFAULT_THRESHOLD = 0.5
+
+class RaidNotFittedError(RaidError, NotFittedError):
+    """Scoring or saving before `fit`: scikit-learn's `NotFittedError`, and a `RaidError`."""
 
 
-class RaidDetector(ClassifierMixin, BaseEstimator):
+class RaidDetector(ClassifierMixin, BaseEstimator, SvmScorer):
     """RBF-kernel SVM with Platt probabilities, following scikit-learn's conventions.
 
     Parameters
@@ -56,7 +63,8 @@ class RaidDetector(ClassifierMixin, BaseEstimator):
         the scikit-learn backend; beyond it plain `SVC(kernel="rbf")` is used.
     precompute: True / False force the precomputed-kernel / plain path; None decides by
         `kernel_memory_gb`.
-    device: torch device for kernels and scoring; "auto" = CUDA when present.
+    device: torch device for kernels and scoring ("cpu" scores in numpy); "auto" = CUDA
+        when present.
     cache_size: kernel cache (MiB) of the plain and cuML solvers.
     n_jobs: scikit-learn fits run at once (the final fit and the calibration folds are
         independent; libsvm releases the GIL); None = the CPUs available. Each concurrent
@@ -64,11 +72,8 @@ class RaidDetector(ClassifierMixin, BaseEstimator):
     progress: show a progress line during `fit`.
     threshold: `predict` calls an image generated when P(generated) > threshold.
 
-    Fitted attributes: backend_, solver_ ("precomputed" | "rbf" | "cuml"), classes_,
-    n_features_in_, indices_, gamma_, support_ (training-row indices), support_vectors_
-    (float32, already restricted to indices_), dual_coef_ (float64, (n_SV,)), intercept_
-    (float), platt_a_, platt_b_, threshold_, fit_seconds_, provenance_ (the features'
-    provenance read from a model file; None after `fit` and for files without it).
+    Fitted attributes: those of `SvmScorer` (support vectors, dual coefficients,
+    intercept, gamma_, Platt A and B, threshold_, provenance_, ...) and fit_seconds_.
     Parameters are stored as given; `fit` checks them.
     """
 
@@ -77,7 +82,7 @@ class RaidDetector(ClassifierMixin, BaseEstimator):
                  random_state: int = 0, tol: float = 1e-3, kernel_memory_gb: float = 8.0,
                  precompute: bool | None = None, device: str | None = "auto",
                  cache_size: float = 1024.0, n_jobs: int | None = None, progress: bool = True,
-                 threshold: float = DEFAULT_THRESHOLD):
+                 threshold: float = THRESHOLD):
         self.C = C
         self.gamma = gamma
         self.indices = indices
@@ -97,9 +102,6 @@ class RaidDetector(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = False  # labels are 0 (real) and 1 (generated)
         return tags
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "platt_a_")
 
     # ---- fit
 
@@ -192,37 +194,6 @@ class RaidDetector(ClassifierMixin, BaseEstimator):
                         "plain SVC(kernel='rbf')", gram_gb + fold_gb, self.kernel_memory_gb)
         return "rbf", workers
 
-    # ---- scoring
-
-    def _check_fitted(self) -> None:
-        if not self.__sklearn_is_fitted__():
-            raise RaidNotFittedError("this RaidDetector is not fitted yet: call fit() or "
-                                     "load a model")
-
-    def decision_function(self, X: Any) -> np.ndarray:
-        """Signed distance to the boundary, (n,); positive = generated (label 1)."""
-        self._check_fitted()
-        X = check_X(X)
-        if X.shape[1] != self.n_features_in_:
-            raise RaidInputError(f"X has {X.shape[1]} features, but RaidDetector is expecting "
-                                 f"{self.n_features_in_} features as input")
-        if self.indices_ is not None:
-            X = X[:, self.indices_]
-        # Centre on the support vectors' mean: cheap next to the kernel product, and the
-        # same whichever backend trained the model.
-        center = self.support_vectors_.mean(axis=0, dtype=np.float64)
-        kernel = RbfKernel(self.gamma_, center, self.device)
-        return kernel.decision(X, self.support_vectors_, self.dual_coef_, self.intercept_)
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """(n, 2): [P(real), P(generated)] from the Platt sigmoid."""
-        p = platt_probability(self.decision_function(X), self.platt_a_, self.platt_b_)
-        return np.stack([1.0 - p, p], axis=1)
-
-    def predict(self, X: Any) -> np.ndarray:
-        """1 (generated) where P(generated) > threshold_, else 0 (real)."""
-        return (self.predict_proba(X)[:, 1] > self.threshold_).astype(np.int64)
-
     # ---- model file
 
     def save(self, path: str | os.PathLike, provenance: dict | None = None) -> None:
@@ -256,33 +227,5 @@ class RaidDetector(ClassifierMixin, BaseEstimator):
                                  path) from None
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "RaidDetector":
-        """Read a model written by `save` (this or the previous format); any other or
-        damaged file raises RaidError naming it."""
-        tensors, meta = read_model(path)
-        try:
-            params = {k: v for k, v in dict(meta["params"]).items() if k != "indices"}
-            model = cls(**params, indices=tensors.get("indices"))
-            model.backend_ = str(meta["backend"])
-            model.solver_ = str(meta["solver"])
-            model.classes_ = np.array([0, 1])
-            model.n_features_in_ = int(meta["n_features_in"])
-            model.indices_ = tensors.get("indices")
-            model.gamma_ = float(meta["gamma"])
-            model.support_ = tensors["support"]
-            model.support_vectors_ = tensors["support_vectors"]
-            model.dual_coef_ = tensors["dual_coef"]
-            model.intercept_ = float(meta["intercept"])
-            model.platt_a_ = float(meta["platt_a"])
-            model.platt_b_ = float(meta["platt_b"])
-            model.threshold_ = float(meta.get("threshold", DEFAULT_THRESHOLD))
-            model.provenance_ = meta.get("provenance")
-        except (KeyError, TypeError, ValueError) as exc:
-            raise RaidError(f"damaged RAID model file (missing or bad entry {exc})", path) from None
-        sv = model.support_vectors_
-        width = len(model.indices_) if model.indices_ is not None else model.n_features_in_
-        if sv.ndim != 2 or sv.shape != (len(model.dual_coef_), width):
-            raise RaidError("damaged RAID model file (inconsistent tensor shapes)", path)
-        if model.provenance_ is not None and not isinstance(model.provenance_, dict):
-            raise RaidError("damaged RAID model file (provenance is not an object)", path)
-        return model
+    def _from_params(cls, params: dict[str, Any], indices: np.ndarray | None) -> "RaidDetector":
+        return cls(**params, indices=indices)

@@ -3,6 +3,8 @@ values computed from a fitted model's support vectors (no training backend neede
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -10,6 +12,7 @@ from raid.primitives.progress import Progress
 
 # Rows per kernel block: 2048 x 2048 float64 is 32 MiB, large enough for BLAS efficiency.
 BLOCK = 2048
+STRIP = 256  # rows per strip of a diagonal block of the Gram matrix
 
 
 def torch_device(device: str | None) -> torch.device:
@@ -37,7 +40,13 @@ class RbfKernel:
 
     def prepare(self, X: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Centred float32 rows on the device and -gamma * their squared norms (float32)."""
-        t = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32), device=self.device)
+        x = np.ascontiguousarray(X, dtype=np.float32)
+        if x.flags.writeable:
+            t = torch.as_tensor(x, device=self.device)
+        else:  # read-only input (e.g. a memmap) is fine: it is only read here
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                t = torch.as_tensor(x, device=self.device)
         t = t - self.center
         return t, (t.double().square().sum(1) * -self.gamma).float()
 
@@ -53,19 +62,24 @@ class RbfKernel:
     def gram(self, X: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         """The symmetric n x n kernel matrix as C-contiguous float64 (libsvm's input).
 
-        Row panels against the columns on and right of the diagonal: wide products run
-        BLAS efficiently. Each panel is widened to float64 straight into the matrix by
-        torch (threaded, no intermediate array); the lower triangle is then mirrored from
-        the upper one rather than recomputed, which also makes the matrix exactly
-        symmetric (a.b and b.a round differently in float32).
+        Only the upper triangle is computed: row panels against the columns right of
+        their diagonal block (wide products run BLAS efficiently), the diagonal block in
+        narrower strips so that little below the diagonal is computed. Each product is
+        widened to float64 straight into the matrix by torch (threaded, no intermediate
+        array); the lower triangle is then mirrored from the upper one, which also makes
+        the matrix exactly symmetric (a.b and b.a round differently in float32).
         """
         n = len(X)
         out = np.empty((n, n), dtype=np.float64)
         dst = torch.from_numpy(out)
         t, nt = self.prepare(X)
         for i in range(0, n, BLOCK):
-            k = self.block(t[i:i + BLOCK], nt[i:i + BLOCK], t[i:], nt[i:])
-            dst[i:i + len(k), i:].copy_(k)
+            end = min(i + BLOCK, n)
+            if end < n:
+                dst[i:end, end:].copy_(self.block(t[i:end], nt[i:end], t[end:], nt[end:]))
+            for r in range(i, end, STRIP):
+                s = slice(r, min(r + STRIP, end))
+                dst[s, r:end].copy_(self.block(t[s], nt[s], t[r:end], nt[r:end]))
             if progress is not None:
                 progress.update(0)
         del t, nt

@@ -1,20 +1,16 @@
 """Checks of what callers hand the detector: feature arrays, labels, dimension indices and
-parameters. Every failure is a `RaidInputError` (a `ValueError`) with a one-line reason."""
+parameters. Every failure is a `RaidInputError` (a `ValueError`) with a one-line reason.
+Importing this module does not import scikit-learn (scoring does not need it)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-from sklearn.exceptions import NotFittedError
 
-from raid.primitives.errors import RaidError, RaidInputError
+from raid.primitives.errors import RaidInputError
 
 BACKENDS = ("auto", "sklearn", "cuml")
-
-
-class RaidNotFittedError(RaidError, NotFittedError):
-    """Scoring or saving before `fit`: scikit-learn's `NotFittedError`, and a `RaidError`."""
 
 
 def check_X(X: Any, what: str = "X") -> np.ndarray:

@@ -159,7 +159,7 @@ def test_build_train_equals_reconstruct_then_extract(tmp_path: Path, models, tin
     common = [*aim_args(tiny_aim), *RUN, "--batch-size", "2", "--seed", "7"]
     build = ["build-train", "--real", str(real), "--vae", str(models["vae1"]),
              "--vae", str(models["vae2"]), "--out", str(store), *common]
-    assert main(build) == 0
+    assert main(build) == 1  # finished, one input failed
     text = capsys.readouterr().out
     n = len(PHOTOS)
     assert f"{3 * n} rows added, 0 photos already complete, 1 failed" in text
@@ -196,7 +196,7 @@ def test_build_train_equals_reconstruct_then_extract(tmp_path: Path, models, tin
     assert not np.allclose(built["vae-one/a.png"][0], built["vae-two/a.png"][0], atol=1e-3)
 
     # A second run adds nothing; the store is ready for `raid fit`.
-    assert main(build) == 0
+    assert main(build) == 1  # finished, one input failed
     assert f"0 rows added, {n} photos already complete" in capsys.readouterr().out
     assert len(rows(store)) == 3 * n
     summary = fit_store(store, tmp_path / "model.safetensors")

@@ -145,6 +145,50 @@ def test_truncated_jpeg_fails_and_pillow_state_untouched(tmp_path: Path):
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
 
 
+def _jpeg_claiming(width: int, height: int, **save) -> bytes:
+    """A small real JPEG whose frame header is rewritten to claim `width` x `height`: its
+    coded data ends long before the declared size, yet the file still ends with EOI."""
+    rng = np.random.default_rng(1)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(buffer, "JPEG",
+                                                                           **save)
+    data = bytearray(buffer.getvalue())
+    sof = max(data.find(b"\xff\xc0"), data.find(b"\xff\xc2"))
+    struct.pack_into(">HH", data, sof + 5, height, width)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("save", [{}, {"progressive": True}, {"subsampling": 0}])
+def test_jpeg_with_data_short_of_its_declared_size_is_truncated(tmp_path: Path, save):
+    """Before: decoded without an error as 100 megapixels of grey."""
+    path = tmp_path / "claims.jpg"
+    path.write_bytes(_jpeg_claiming(10000, 10000, **save))
+    assert path.stat().st_size < 5000
+    with pytest.raises(ImageError, match="truncated image .*10000 x 10000 pixels"):
+        load_rgb(path)
+    path.write_bytes(_jpeg_claiming(48, 48, **save))  # the same file at its true size
+    assert load_rgb(path).shape == (48, 48, 3)
+
+
+def test_flat_jpegs_are_not_taken_for_truncated(tmp_path: Path):
+    """The bound is one bit per 8 x 8 block: the most compressible real JPEGs stay above."""
+    for mode, save in [("L", {"optimize": True, "progressive": True}), ("RGB", {})]:
+        path = tmp_path / f"flat_{mode}.jpg"
+        Image.new(mode, (2000, 1500), 0).save(path, "JPEG", **save)
+        assert load_rgb(path).shape == (1500, 2000, 3)
+
+
+def test_png_with_data_short_of_its_declared_size_is_truncated(tmp_path: Path):
+    buffer = io.BytesIO()
+    Image.new("RGB", (48, 48), (10, 20, 30)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    struct.pack_into(">II", data, 16, 10000, 10000)
+    struct.pack_into(">I", data, 29, zlib.crc32(bytes(data[12:29])))
+    (tmp_path / "claims.png").write_bytes(bytes(data))
+    with pytest.raises(ImageError, match="truncated image"):
+        load_rgb(tmp_path / "claims.png")
+
+
 def test_non_images(tmp_path: Path):
     cases = {"empty.jpg": b"", "page.jpg": b"<!DOCTYPE html><html>404</html>",
              "notes.png": "plain text, with ünicode\n".encode() * 20,

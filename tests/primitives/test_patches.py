@@ -10,15 +10,16 @@ import torch
 from PIL import Image
 
 import raid.primitives.patches as patches
-from raid.bench.patch import synthetic_images
+from raid.bench.patch import seed_style_choice
 from raid.primitives.patches import (IMAGENET_MEAN, IMAGENET_STD, draw_candidates, normalize, patch_rng,
                           patch_scores, patch_scores_reference, patch_scores_torch, rich_patch,
                           select_rich_patch)
+from raid.primitives import synthetic
 from raid.primitives.seeding import file_rng
 
 
 def _textured(height: int, width: int, seed: int) -> np.ndarray:
-    return synthetic_images(1, height, width, seed)[0]
+    return synthetic.images(1, height, width, seed, make=synthetic.textured)[0]
 
 
 def _seed_choice(image: np.ndarray, rng: random.Random, size: int, candidates: int):
@@ -60,6 +61,8 @@ def test_scores_exact_with_strips(monkeypatch):
     for strip_rows in (1, 2, 7, 96, 97, 500):
         monkeypatch.setattr(patches, "_STRIP_PIXELS", strip_rows * 61)
         np.testing.assert_array_equal(patch_scores(image, tops, lefts, 24), exact)
+        torch_scores = patch_scores_torch(torch.from_numpy(image), tops, lefts, 24)
+        np.testing.assert_array_equal(torch_scores.numpy(), exact)
 
 
 def test_patch_extents_touch_every_edge():
@@ -159,3 +162,43 @@ def test_patch_rng_reproducible():
     assert patch_rng(0, "k").getstate() == file_rng(0, "k", "patch").getstate()
     others = {select_rich_patch(image, patch_rng(s, "a/0_real/x.png")) for s in range(6)}
     assert len(others) > 1  # the seed matters
+
+
+def test_cpu_choice_uses_no_torch_and_matches_the_bench_seed_loop(monkeypatch):
+    """The CPU path (numpy arrays and CPU tensors) never calls torch's scoring, so its
+    speed cannot depend on torch's thread count; it picks the seed loop's patch on the
+    images `raid bench patch` uses, whatever torch's thread setting."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the CPU path must not score with torch")
+
+    monkeypatch.setattr(patches, "patch_scores_torch", refuse)
+    images = synthetic.images(6, 512, 512, 0, make=synthetic.textured)
+    threads = torch.get_num_threads()
+    try:
+        for n_threads in (1, 2):
+            torch.set_num_threads(n_threads)
+            for i, image in enumerate(images):
+                expected = seed_style_choice(image, random.Random(i), 192)
+                assert select_rich_patch(image, random.Random(i)) == expected
+                assert select_rich_patch(torch.from_numpy(image), random.Random(i)) == expected
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_large_image_strips_match_the_seed_loop():
+    """A wide image (many strips of a few rows) picks the seed loop's patch, with exact
+    scores equal to the torch path's."""
+    image = synthetic.images(1, 700, 2400, 3, make=synthetic.textured)[0]
+    tops, lefts = draw_candidates(random.Random(5), 700, 2400)
+    scores = patch_scores(image, tops, lefts)
+    torch_scores = patch_scores_torch(torch.from_numpy(image), tops, lefts).numpy()
+    np.testing.assert_array_equal(scores, torch_scores)
+    assert select_rich_patch(image, random.Random(5)) == \
+        seed_style_choice(image, random.Random(5), 192)
+
+
+def test_non_uint8_input_is_refused():
+    with pytest.raises(ValueError, match="uint8"):
+        select_rich_patch(np.zeros((230, 230, 3), np.float32), random.Random(0))
+    with pytest.raises(ValueError, match="uint8"):
+        select_rich_patch(torch.zeros((230, 230, 3)), random.Random(0))

@@ -166,3 +166,12 @@ def test_api_key(keyed):
     assert "s3cret-key" not in str(answer)
     assert call(keyed, "GET", "/health")[0] == 200  # health stays open for load balancers
     assert call(keyed, "GET", "/")[0] == 200  # the page itself asks for the key
+
+
+def test_client_gone_mid_upload(service):
+    for ctype in ("image/png", "multipart/form-data; boundary=raid-test-boundary"):
+        sock = socket.create_connection(address(service), timeout=10)
+        sock.sendall(f"POST /v1/detect HTTP/1.1\r\nHost: test\r\nContent-Type: {ctype}\r\n"
+                     "Content-Length: 500000\r\n\r\n".encode() + GOOD[:1000])
+        sock.close()
+    assert_still_serving(service)

@@ -1,6 +1,7 @@
 """`raid serve` as a user starts it (a child process on a loopback port) under load:
 8 concurrent clients x 50 requests, every answer checked against the Python pipeline, none
-lost, healthy afterwards, nothing written to disk, a clean stop on SIGINT."""
+lost, healthy afterwards, a killed worker replaced, nothing written to disk, a clean stop
+on SIGINT."""
 
 from __future__ import annotations
 
@@ -20,6 +21,24 @@ from raid.serve.client import load
 from raid.serve.service import health
 
 CLIENTS, REQUESTS = 8, 50
+
+
+GOOD = png("good")
+
+
+def spawned_workers(parent: int) -> list[int]:
+    """LitServe's inference worker processes under `parent` (started by multiprocessing's
+    spawn), from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            stat = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+            cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
+        except (OSError, ValueError):
+            continue
+        if int(stat[1]) == parent and b"spawn_main" in cmdline:
+            found.append(int(entry))
+    return found
 
 
 def free_port() -> int:
@@ -75,6 +94,16 @@ def test_raid_serve_under_load(bundle, pipeline, tmp_path):
         status, answer = post_file(url, big, "big.png")
         assert status == 200, answer
         assert call(url, "GET", "/v1/model")[0] == 200
+
+        # a worker that dies (killed by the OS, say) is replaced; the service goes on
+        (worker,) = spawned_workers(proc.pid)
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while post_file(url, GOOD, "after.png")[0] != 200:
+            assert time.monotonic() < deadline, "no worker came back within 120 s"
+            assert proc.poll() is None
+            time.sleep(0.5)
+        assert spawned_workers(proc.pid) != [worker]
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)

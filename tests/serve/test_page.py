@@ -22,8 +22,9 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed 
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
+    from playwright.sync_api import sync_playwright  # a dev dependency: missing = failure
+
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         yield browser
         browser.close()

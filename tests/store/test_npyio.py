@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -77,3 +80,128 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert not (tmp_path / "s.h5").exists()
     with pytest.raises(RaidError):
         export_npy(tmp_path / "missing.h5", tmp_path / "o")
+
+
+# ------------------------------------------------------------ export stays inside OUT
+
+def _store(path, keys):
+    from raid.store.store import StoreWriter
+    with StoreWriter(path, 3, {"extractor": "x"}) as w:
+        w.append(keys, np.arange(3 * len(keys), dtype=np.float32).reshape(-1, 3),
+                 [0] * len(keys), ["g"] * len(keys))
+    return path
+
+
+def _files(folder):
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) \
+        if folder.exists() else []
+
+
+def test_export_refuses_a_key_leading_out_of_out(tmp_path, capsys):
+    victim = tmp_path / "x" / "victim.npy"
+    victim.parent.mkdir()
+    np.save(victim, np.ones(2))
+    before = victim.read_bytes()
+    out = tmp_path / "a" / "out"
+    store = _store(tmp_path / "s.h5", ["ok/first.npy", "../../x/victim.npy", "z.npy"])
+    assert main(["export-npy", str(store), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "key '../../x/victim.npy' contains a '..' component; nothing was written" in err
+    assert err.count("\n") == 1
+    assert victim.read_bytes() == before and _files(tmp_path / "a") == []
+
+
+@pytest.mark.parametrize("key, reason", [
+    ("{tmp}/abs_victim.npy", "is an absolute path"),
+    ("C:/Windows/x.npy", "starts with a drive letter"),
+    ("C:x.npy", "starts with a drive letter"),
+    ("a\\..\\..\\x.npy", "contains a backslash"),
+    ("a\x1b[2Jb.npy", "contains a control character"),
+    ("./.", "names no file"),
+])
+def test_export_refuses_unsafe_keys_by_name(tmp_path, capsys, key, reason):
+    key = key.format(tmp=tmp_path)
+    out = tmp_path / "out"
+    assert main(["export-npy", str(_store(tmp_path / "s.h5", ["fine.npy", key])), str(out)]) == 2
+    err = capsys.readouterr().err
+    from raid.primitives.keys import display_key
+    assert f"key '{display_key(key)}' {reason}; nothing was written" in err
+    assert err.count("\n") == 1 and "\x1b" not in err
+    assert _files(out) == [] and not (tmp_path / "abs_victim.npy").exists()
+
+
+def test_export_refuses_nul_in_keys():
+    from raid.store.npyio import plan_export
+    with pytest.raises(RaidError) as err:
+        plan_export(Path("out"), ["fine.npy", "a\0b.npy"])
+    assert str(err.value) == "key 'a\\x00b.npy' contains a NUL character; nothing was written"
+
+
+def test_export_normalises_keys_and_detects_clashes_before_writing(tmp_path, capsys):
+    out = tmp_path / "out"
+    # A key that is another key's folder: before, FileExistsError and a partial export.
+    store = _store(tmp_path / "s.h5", ["0.npy", "a.npy", "a.npy/b.npy", "z.npy"])
+    assert main(["export-npy", str(store), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "key 'a.npy' is a file where key 'a.npy/b.npy' needs a folder" in err
+    assert err.count("\n") == 1 and _files(out) == []
+    from raid.store.npyio import export_path, plan_export
+    assert [export_path(out, k) for k in ["a//./b.npy", "c"]] == [out / "a/b.npy",
+                                                                 out / "c.npy"]
+    with pytest.raises(RaidError, match="name one file"):
+        plan_export(out, ["a/b.npy", "a//b.npy"])
+    # Names sorting between a file and the paths inside it do not hide the clash.
+    with pytest.raises(RaidError, match="'f.npy' is a file where key 'f.npy/b/c' needs"):
+        plan_export(out, ["f.npy/b/c", "f.npy-x", "f.npy.", "f.npy", "f.npy0"])
+    plan_export(out, ["f.npy-x/a", "f.npy", "f.npyx/b", "g/f.npy"])  # no clash
+
+
+def test_export_refuses_what_exists_under_out_before_writing(tmp_path, capsys):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").symlink_to(outside, target_is_directory=True)
+    store = _store(tmp_path / "s.h5", ["a.npy", "sub/x.npy"])
+    assert main(["export-npy", str(store), str(out)]) == 2
+    assert "is a link leading out of the output folder" in capsys.readouterr().err
+    assert _files(outside) == [] and _files(out) == ["sub"]
+    (out / "sub").unlink()
+    os.mkfifo(out / "sub")  # where a folder is needed
+    assert main(["export-npy", str(store), str(out)]) == 2
+    assert "sub: exists and is not a folder, but key 'sub/x.npy' needs one" \
+        in capsys.readouterr().err
+    os.unlink(out / "sub")
+    os.mkfifo(out / "b.npy")
+    store = _store(tmp_path / "u.h5", ["a.npy", "b.npy"])
+    assert main(["export-npy", str(store), str(out)]) == 2
+    assert "b.npy: exists and is a FIFO, not a regular file" in capsys.readouterr().err
+    assert _files(out) == ["b.npy"]
+
+
+def test_export_writes_non_utf8_keys_with_their_bytes(tmp_path):
+    key = os.fsdecode(b"0_real/caf\xe9.jpg")
+    store = _store(tmp_path / "s.h5", [key, "0_real/b.jpg"])
+    out = tmp_path / "out"
+    assert export_npy(store, out) == 2
+    assert os.path.exists(os.fsencode(out) + b"/0_real/caf\xe9.jpg.npy")
+
+
+# ------------------------------------------------------------ import refuses non-finite
+
+def test_import_skips_non_finite_arrays_by_key(tmp_path, capsys):
+    src = tmp_path / "src"
+    _write(src / "0_real/good.npy", np.ones((1, 4), np.float32))
+    _write(src / "1_fake/good.npy", np.zeros((1, 4), np.float32))
+    _write(src / "1_fake/all_nan.npy", np.full((1, 4), np.nan, np.float32))
+    _write(src / "1_fake/one_inf.npy", np.array([1, 2, np.inf, 4], np.float32))
+    _write(src / "0_real/huge64.npy", np.array([[1e300, 0, 0, 0]]))  # inf as float32
+    store = tmp_path / "s.h5"
+    assert main(["import-npy", str(src), "--out", str(store)]) == 0
+    text = capsys.readouterr().out
+    assert "skipped 1_fake/all_nan.npy: 4 of 4 values are NaN or infinite" in text
+    assert "skipped 1_fake/one_inf.npy: 1 of 4 values are NaN or infinite" in text
+    assert "skipped 0_real/huge64.npy: 1 of 4 values are NaN or infinite" in text
+    with FeatureStore(store) as fs:
+        assert sorted(fs.keys()) == ["0_real/good.npy", "1_fake/good.npy"]
+        assert np.isfinite(fs.read().features).all()

@@ -10,6 +10,10 @@ from raid.store.store import FeatureStore, StoreWriter
 PROV = {"extractor": "test", "patch": {"seed": 0, "size": 224}}
 
 
+def _files(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
 def _rows(n, d=8, start=0, group="g"):
     rng = np.random.default_rng(start)
     keys = [f"{group}/{i}.png" for i in range(start, start + n)]
@@ -62,20 +66,25 @@ def test_different_provenance_is_refused_naming_the_difference(tmp_path):
     with pytest.raises(RaidError, match="feature size differs"):
         StoreWriter(path, 9, PROV)
     assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["s.h5"]  # no temporary left behind
+    assert _files(tmp_path) == ["s.h5"]  # no temporary left behind
 
 
-def test_failure_inside_a_write_leaves_the_store_unchanged(tmp_path):
+def test_a_failure_keeps_committed_rows_and_a_new_store_is_not_left_half_made(tmp_path):
     path = tmp_path / "s.h5"
+    with pytest.raises(ZeroDivisionError):
+        with StoreWriter(path, 8, PROV) as w:
+            w.append(*_rows(3))
+            1 / 0
+    assert _files(tmp_path) == []  # a store being created appears whole or not at all
     with StoreWriter(path, 8, PROV) as w:
         w.append(*_rows(3))
     with pytest.raises(ZeroDivisionError):
         with StoreWriter(path, 8, PROV) as w:
             w.append(*_rows(4, start=50))
             1 / 0
-    with FeatureStore(path) as s:
-        assert len(s) == 3
-    assert [p.name for p in tmp_path.iterdir()] == ["s.h5"]
+    with FeatureStore(path) as s:  # appends are committed one by one, in place
+        assert len(s) == 7
+    assert _files(tmp_path) == ["s.h5"]
 
 
 def test_failures_are_recorded_and_cleared_when_the_file_succeeds(tmp_path):

@@ -3,8 +3,6 @@ bad input, and the seed's published features (skipped where ../shared is absent)
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 from sklearn.base import clone

@@ -195,3 +195,29 @@ def test_provenance_of_wrong_type_is_refused(fitted, tmp_path):
     _rewrite(p, header, data[8 + size:])
     with pytest.raises(RaidError, match="m: damaged.*provenance"):
         RaidDetector.load(p)
+
+
+@pytest.mark.slow
+def test_scorer_loads_and_scores_without_scikit_learn(fitted, data, tmp_path):
+    """`SvmScorer.load` gives the same probabilities as `RaidDetector.load`, in a fresh
+    interpreter that never imports scikit-learn (scoring commands skip its import time)."""
+    import subprocess
+    import sys
+
+    from raid.svm.scorer import SvmScorer
+    _, _, Xt, _ = data
+    fitted.save(tmp_path / "m", provenance=PROVENANCE)
+    np.save(tmp_path / "x.npy", Xt)
+    scorer = SvmScorer.load(tmp_path / "m")
+    assert not isinstance(scorer, RaidDetector) and scorer.provenance_ == PROVENANCE
+    assert np.array_equal(scorer.predict_proba(Xt), fitted.predict_proba(Xt))
+    assert np.array_equal(scorer.predict(Xt), fitted.predict(Xt))
+    code = ("import sys, numpy as np; from raid.svm.scorer import SvmScorer; "
+            f"m = SvmScorer.load({str(tmp_path / 'm')!r}); "
+            f"np.save({str(tmp_path / 'p.npy')!r}, m.predict_proba(np.load({str(tmp_path / 'x.npy')!r}))); "
+            "print(sorted(k for k in sys.modules if k.split('.')[0] in ('sklearn', 'scipy')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+    assert np.array_equal(np.load(tmp_path / "p.npy"), fitted.predict_proba(Xt))
+    with pytest.raises(RaidError, match="SvmScorer is not fitted"):
+        SvmScorer().predict(Xt)

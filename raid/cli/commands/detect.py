@@ -5,39 +5,52 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from raid.cli.commands.extract import add_model_arguments, add_run_arguments, options_from
+from raid.cli import args as a
 from raid.primitives.errors import RaidError
 
 NAME = "detect"
 HELP = ("score images (files and/or folders) with a saved detector: P(generated) and a "
-        "verdict (generated when P > 0.5, else real) per image; unreadable files are listed "
-        "with the reason")
+        "verdict (generated when P > the threshold, else real) per image; unreadable files "
+        "are listed with the reason and make the exit code 1")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", metavar="PATH",
-                   help="MODEL then image files and/or folders; with --model, only images")
-    p.add_argument("--model", default=None,
-                   help="detector bundle folder (`raid fit --bundle`): no AIM options needed")
-    p.add_argument("--out", default=None, help="also write the results to FILE.csv or FILE.json")
+    a.use_formatter(p)
+    a.add_input_arguments(p, "PATH", "MODEL then image files and/or folders; with --model, "
+                          "only images", many=True)
+    p.add_argument("--model", default=None, metavar="BUNDLE|FILE",
+                   help="detector bundle folder (`raid fit --bundle`, no AIM options needed) "
+                        "or model file (with the AIM options)")
+    a.add_out_argument(p, "also write the results to FILE.csv or FILE.json",
+                       metavar="FILE", old=["--output"])
+    p.add_argument("--threshold", type=a.probability, default=None,
+                   help="call an image generated when P(generated) > this (default: the "
+                        "model's threshold, 0.5 unless `raid fit --target-fpr` chose one)")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="score even when the AIM checkpoints or settings differ from those "
                         "the model was fitted on (warns)")
-    add_model_arguments(p, required=False)
-    add_run_arguments(p)
+    a.add_aim_arguments(p, required=False)
+    a.add_run_arguments(p)
+    a.add_logging_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from raid.pipelines.detect import detect, write_detections
-
+    a.apply_logging(args)
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
-        raise RaidError("output must end in .csv or .json", args.out)
-    model, paths = (args.model, args.inputs) if args.model else (args.inputs[0], args.inputs[1:])
+        raise RaidError("--out must end in .csv or .json", args.out)
+    inputs = a.input_paths(args, "model and the images") if not args.model else \
+        a.input_paths(args, "images or folders")
+    model, paths = (args.model, inputs) if args.model else (inputs[0], inputs[1:])
     if not paths:
         raise RaidError("no images or folders given (usage: raid detect MODEL PATH... or "
                         "raid detect --model BUNDLE PATH...)")
-    result = detect(paths, model, options_from(args), allow_mismatch=args.allow_mismatch)
-    print(result.table())
+    if not args.model and Path(model).suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
+        raise RaidError("the first path is the model (or give --model BUNDLE)", model)
+    from raid.pipelines.detect import detect, write_detections
+
+    result = detect(paths, model, a.extract_options(args), allow_mismatch=args.allow_mismatch,
+                    threshold=args.threshold)
+    print(result.table(), flush=True)
     if args.out:
         print(f"-> {write_detections(result, args.out)}")
-    return 0
+    return a.exit_code(len(result.failed))

@@ -55,6 +55,9 @@ def add_device_arguments(g) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", required=True, help="folder of images (searched recursively)")
     p.add_argument("--out", required=True, help="feature store (.h5) to create or complete")
+    p.add_argument("--key-prefix", default="",
+                   help="put NAME/ before every key: needed to add a second input folder "
+                        "to a store (the store records the folders it was extracted from)")
     add_model_arguments(p)
     add_run_arguments(p)
 
@@ -66,7 +69,7 @@ def options_from(args: argparse.Namespace, perturbation: Perturbation = CLEAN) -
         batch_size=args.batch_size, num_workers=args.num_workers, precision=args.precision,
         seed=args.seed, accelerator=args.accelerator, devices=devices, strategy=args.strategy,
         num_nodes=args.num_nodes, max_pixels=args.max_pixels, perturbation=perturbation,
-        compile=args.compile)
+        compile=args.compile, key_prefix=getattr(args, "key_prefix", "") or "")
 
 
 def run(args: argparse.Namespace) -> int:

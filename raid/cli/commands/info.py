@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from raid.cli import args as a
+
 NAME = "info"
 HELP = ("show what a feature store (rows per group and label, feature size, provenance, "
         "failures), a model file or a bundle (settings, provenance, training size, "
@@ -11,10 +13,12 @@ HELP = ("show what a feature store (rows per group and label, feature size, prov
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", metavar="PATH",
-                   help="feature store (.h5), model file (.safetensors) or bundle folder")
+    a.use_formatter(p)
+    a.add_input_arguments(p, "PATH", "feature store (.h5), model file (.safetensors) or "
+                          "bundle folder")
     p.add_argument("--json", action="store_true",
                    help="print JSON (for scripts) instead of text")
+    a.add_logging_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
     from raid.pipelines.info import describe, render
 
-    info = describe(args.path)
+    a.apply_logging(args)
+    info = describe(a.one_input(args, "store, model or bundle"))
     print(json.dumps(info, indent=2, ensure_ascii=False) if args.json else render(info))
     return 0

@@ -1,24 +1,19 @@
-"""raid.metrics.evaluation against scikit-learn's metrics, and the report files it writes."""
+"""raid.metrics.metrics against scikit-learn's metrics: per group, means, ties, threshold."""
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from PIL import Image
-from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
+from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score, roc_curve
 
 from raid.primitives.errors import RaidError
-from raid.metrics.metrics import METRICS, EvaluationResult, evaluate
-from raid.metrics.reports import plot_sweep, write_report
+from raid.metrics.metrics import HEADERS, METRIC_TABLE, METRICS, evaluate, percent, percent_text
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def _synthetic(seed: int = 0, n: int = 600):
+def synthetic_scores(seed: int = 0, n: int = 600):
     """Three groups with both classes, of different difficulty, plus one generated-only
     group; probabilities rounded to 2 decimals so ties (and exact 0.5s) occur."""
     rng = np.random.default_rng(seed)
@@ -34,7 +29,7 @@ def _synthetic(seed: int = 0, n: int = 600):
 
 
 def test_metrics_match_sklearn_per_group_and_mean():
-    probs, labels, groups = _synthetic()
+    probs, labels, groups = synthetic_scores()
     result = evaluate(probs, labels, groups)
     g = np.asarray(groups)
     assert list(result.metrics) == ["groups", "mean"]
@@ -57,8 +52,8 @@ def test_metrics_match_sklearn_per_group_and_mean():
         assert got["n"] == expected[name]["n"]
         for k in ("accuracy", "real_accuracy", "fake_accuracy"):
             assert got[k] == pytest.approx(expected[name][k], abs=1e-12)
-        for k in ("ap", "auroc"):  # torchmetrics accumulates in float32
-            assert got[k] == pytest.approx(expected[name][k], abs=1e-6)
+        for k in ("ap", "auroc"):  # both in float64: equal to rounding
+            assert got[k] == pytest.approx(expected[name][k], abs=1e-12)
     # the groups really differ, so a wrong grouping could not pass
     assert expected["progan"]["auroc"] > expected["ADM"]["auroc"] + 0.1
 
@@ -72,7 +67,7 @@ def test_metrics_match_sklearn_per_group_and_mean():
         values = [expected[n][k] for n in expected] + [flux[k]]
         assert mean[k] == pytest.approx(np.mean(values), abs=1e-12)
     for k in ("real_accuracy", "ap", "auroc"):  # flux has no real images: three groups
-        assert mean[k] == pytest.approx(np.mean([expected[n][k] for n in expected]), abs=1e-6)
+        assert mean[k] == pytest.approx(np.mean([expected[n][k] for n in expected]), abs=1e-12)
     assert set(result.curves) == {"progan", "ADM", "wukong"}
     assert result.skipped() == ["flux"]
 
@@ -101,6 +96,20 @@ def test_threshold_is_strictly_above_half():
     assert m["accuracy"] == 0.75
 
 
+def test_a_model_threshold_moves_the_accuracies_not_ap_or_auroc():
+    probs = np.array([0.2, 0.4, 0.6, 0.8, 0.3, 0.7])
+    labels = np.array([0, 0, 1, 1, 1, 0])
+    default = evaluate(probs, labels, ["g"] * 6)
+    strict = evaluate(probs, labels, ["g"] * 6, threshold=0.65)
+    assert strict.threshold == 0.65 and default.threshold == 0.5
+    assert strict.metrics["groups"]["g"]["fake_accuracy"] == pytest.approx(1 / 3)
+    assert default.metrics["groups"]["g"]["fake_accuracy"] == pytest.approx(2 / 3)
+    for k in ("ap", "auroc"):
+        assert strict.metrics["groups"]["g"][k] == default.metrics["groups"]["g"][k]
+    with pytest.raises(RaidError, match="threshold"):
+        evaluate(probs, labels, ["g"] * 6, threshold=1.5)
+
+
 def test_unknown_labels_are_left_out_and_counted(caplog):
     probs = np.array([0.9, 0.1, 0.8, 0.2])
     labels = np.array([1, 0, -1, -1])
@@ -126,62 +135,37 @@ def test_bad_inputs_raise(probs, labels, groups, match):
         evaluate(np.asarray(probs, dtype=float), np.asarray(labels, dtype=int), groups)
 
 
-def test_write_report_files(tmp_path):
-    probs, labels, groups = _synthetic(seed=1, n=200)
-    labels[:3] = -1
-    result = evaluate(probs, labels, groups)
-    out = tmp_path / "new" / "report"
-    paths = write_report(result, out, title="Test run", extra_lines=["provenance: unit test"])
-    assert {p.name for p in paths.values()} == {"metrics.json", "metrics.csv", "report.md", "roc.png"}
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "metrics.json", "report.md", "roc.png"]
-
-    loaded = json.loads(paths["json"].read_text())
-    assert loaded == result.metrics
-    assert set(loaded) == {"groups", "mean"}
-    assert set(loaded["mean"]) == set(METRICS)
-    for m in loaded["groups"].values():
-        assert set(m) == {"n", *METRICS}
-    assert loaded["groups"]["flux"]["auroc"] is None
-
-    with paths["csv"].open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["group", "n", *METRICS]
-    assert [r["group"] for r in rows] == result.groups + ["mean"]
-    progan = next(r for r in rows if r["group"] == "progan")
-    assert float(progan["auroc"]) == result.metrics["groups"]["progan"]["auroc"]
-    assert next(r for r in rows if r["group"] == "flux")["ap"] == ""
-
-    md = paths["markdown"].read_text()
-    assert md.startswith("# Test run")
-    acc = result.metrics["groups"]["progan"]["accuracy"]
-    assert f"| progan | {result.metrics['groups']['progan']['n']} | {100 * acc:.2f} |" in md
-    assert f"**{100 * result.metrics['mean']['accuracy']:.2f}**" in md
-    assert "flux: only generated images" in md
-    assert "3 images with an unknown label" in md
-    assert "provenance: unit test" in md
-
-    data = paths["roc"].read_bytes()
-    assert data.startswith(PNG_SIGNATURE)
-    with Image.open(paths["roc"]) as im:
-        im.verify()
-    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_write_report_overwrites_and_stays_consistent(tmp_path):
-    r1 = evaluate(np.array([0.9, 0.1]), np.array([1, 0]), ["a", "a"])
-    r2 = evaluate(np.array([0.1, 0.9]), np.array([1, 0]), ["a", "a"])
-    write_report(r1, tmp_path)
-    paths = write_report(r2, tmp_path)
-    assert json.loads(paths["json"].read_text())["groups"]["a"]["accuracy"] == 0.0
-    assert isinstance(r2, EvaluationResult)
+def test_heavy_ties_and_roc_corners_match_sklearn():
+    """Scores with many ties (each tie is one threshold): AP and AUROC as scikit-learn's,
+    and the kept ROC corners trace scikit-learn's curve exactly."""
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 2, 3000)
+    probs = np.round(np.clip(rng.normal(0.5 + 0.15 * (2 * labels - 1), 0.2), 0, 1), 1)
+    result = evaluate(probs, labels, ["g"] * len(labels))
+    m = result.metrics["groups"]["g"]
+    assert m["ap"] == pytest.approx(average_precision_score(labels, probs), abs=1e-12)
+    assert m["auroc"] == pytest.approx(roc_auc_score(labels, probs), abs=1e-12)
+    fpr, tpr, _ = roc_curve(labels, probs)  # drop_intermediate: the corners only
+    curve = result.curves["g"]
+    np.testing.assert_allclose(curve.fpr, fpr, atol=1e-15)
+    np.testing.assert_allclose(curve.tpr, tpr, atol=1e-15)
+    assert len(curve.fpr) < 20  # 11 distinct scores: a handful of corners, not 3000 points
 
 
-def test_plot_sweep_png(tmp_path):
-    rows = [("clean", 0, 0.93), ("jpeg", 95, 0.9), ("jpeg", 75, 0.8), ("jpeg", 50, 0.7),
-            ("blur", 1, 0.85), ("blur", 2, 0.75), ("resize", 0.5, None)]
-    path = plot_sweep(rows, tmp_path / "sweep" / "robustness.png")
-    assert path.read_bytes().startswith(PNG_SIGNATURE)
-    with Image.open(path) as im:
-        assert im.format == "PNG" and im.width > im.height  # one panel per kind, side by side
-    with pytest.raises(RaidError):
-        plot_sweep([("clean", 0, 0.9)], tmp_path / "empty.png")
+def test_one_metric_table_and_formats():
+    assert METRICS == tuple(m.key for m in METRIC_TABLE) == tuple(HEADERS)
+    assert len(set(HEADERS.values())) == len(HEADERS)
+    assert percent(0.99256) == "99.26" and percent(None) == "–"
+    assert percent_text(1.0) == "100.00 %" and percent_text(None) == "n/a"
+
+
+def test_metrics_import_no_torch_and_no_upper_layer():
+    """Metrics and reports are what `raid evaluate` pays for at start-up: numpy only."""
+    code = ("import sys, raid.metrics.metrics, raid.metrics.reports, raid.metrics.evaluation; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'torchmetrics', 'matplotlib', 'sklearn') or "
+            "m.startswith(('raid.svm', 'raid.store', 'raid.pipelines', 'raid.cli'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
