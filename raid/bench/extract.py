@@ -42,7 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-workers", type=int, default=8)
     p.add_argument("--precision", choices=sorted(PRECISIONS), default=None,
                    help="default: bf16-mixed on a GPU, 32 on the CPU")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--accelerator", "--device", dest="accelerator", default="auto",
+                   choices=["auto", "cpu", "gpu", "cuda"],
+                   help="auto = a GPU when one is visible (--device and cuda: older spellings)")
     p.add_argument("--compile", action="store_true", help="torch.compile RAID's model")
 
 
@@ -118,8 +120,8 @@ def model_images_per_s(fn, batch: int, size: int, device: torch.device,
 
 
 def run(args: argparse.Namespace) -> int:
-    device = torch.device("cuda" if args.device == "cuda" or (
-        args.device == "auto" and torch.cuda.is_available()) else "cpu")
+    device = torch.device("cuda" if args.accelerator in ("gpu", "cuda") or (
+        args.accelerator == "auto" and torch.cuda.is_available()) else "cpu")
     precision = args.precision or ("bf16-mixed" if device.type == "cuda" else "32")
     config = load_config(args.arch)
     size = config.image_size

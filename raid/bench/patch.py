@@ -40,8 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the images and draws")
     parser.add_argument("--threads", type=int, default=None,
                         help="set torch's CPU threads first (default: leave them as they are)")
-    parser.add_argument("--device", default="cpu",
-                        help="torch device for RAID's scoring (e.g. cuda); transfer is timed")
+    parser.add_argument("--accelerator", "--device", dest="accelerator", default="cpu",
+                        choices=["cpu", "gpu", "cuda"],
+                        help="where RAID's scoring runs (gpu: transfer is timed; --device and "
+                             "cuda are older spellings)")
     parser.add_argument("--busy", action="store_true",
                         help="run beside a competing CPU-bound process (started and stopped here)")
     parser.add_argument("--busy-seconds", type=float, default=300.0,
@@ -88,9 +90,9 @@ def run(args: argparse.Namespace) -> int:
         raise RaidError("--images and --candidates must be at least 1")
     if args.busy_seconds <= 0:
         raise RaidError("--busy-seconds must be positive")
-    device = torch.device(args.device)
+    device = torch.device("cpu" if args.accelerator == "cpu" else "cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RaidError(f"--device {args.device}: no CUDA device is available")
+        raise RaidError(f"--accelerator {args.accelerator}: no CUDA device is available")
     threads = torch.get_num_threads()
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))

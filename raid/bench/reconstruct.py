@@ -29,7 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="RAID's batch size")
     parser.add_argument("--height", type=int, default=512)
     parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--accelerator", "--device", dest="accelerator", default="auto",
+                        choices=["auto", "cpu", "gpu", "cuda"],
+                        help="auto = a GPU when one is visible (--device and cuda: older "
+                             "spellings)")
     parser.add_argument("--precision", choices=["auto", *sorted(PRECISIONS)], default="auto",
                         help="RAID's autoencoder precision; auto = bf16 on CUDA, fp32 on CPU "
                              "(the seed-style loop is always fp32, as the seed)")
@@ -46,7 +49,9 @@ def _sync(device: torch.device) -> None:
 def run(args: argparse.Namespace) -> int:
     from diffusers import AutoencoderKL
 
-    device = torch.device(args.device)
+    gpu = args.accelerator in ("gpu", "cuda") or (args.accelerator == "auto"
+                                                  and torch.cuda.is_available())
+    device = torch.device("cuda" if gpu else "cpu")
     precision = args.precision
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"

@@ -5,9 +5,10 @@ Metrics follow the AIGCDetectBenchmark harness and the paper: per group (generat
 accuracy at the threshold, accuracy on real images, accuracy on generated images, average
 precision and ROC AUC of P(generated); then the mean over groups of each metric (not a
 pooled figure). An image counts as generated when P(generated) > THRESHOLD (0.5, or a
-model's own threshold) *strictly*: a probability of exactly 0.5 is called real. Accuracies are exact ratios of counts; AP and
-AUROC are computed in float64 with scikit-learn's definitions (step-wise AP; trapezoidal
-AUROC over the distinct thresholds, ties counted once), in numpy: no torch to import.
+model's own threshold) *strictly*: a probability of exactly 0.5 is called real (as
+torchmetrics' binary metrics do). Accuracies are exact ratios of counts; AP,
+AUROC and the ROC curve come from torchmetrics in float64 (step-wise AP; trapezoidal AUROC
+over the distinct thresholds, ties counted once: scikit-learn's definitions, tested).
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from typing import Sequence
 
 import numpy as np
 
+from raid.primitives.decision import THRESHOLD
 from raid.primitives.errors import RaidError
 from raid.primitives.layout import FAKE, REAL, UNKNOWN
 
 log = logging.getLogger(__name__)
 
-THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,12 @@ METRIC_TABLE: tuple[Metric, ...] = (
     Metric("fake_accuracy", "Fake acc."),
     Metric("ap", "AP"),
     Metric("auroc", "AUROC"),
+    Metric("tpr_at_fpr_1pct", "TPR @ 1 % FPR"),
+    Metric("tpr_at_fpr_0.1pct", "TPR @ 0.1 % FPR"),
 )
+#: The false-positive rates at which the true-positive rate is reported (metric key, rate).
+FPR_TARGETS: tuple[tuple[str, float], ...] = (("tpr_at_fpr_1pct", 0.01),
+                                             ("tpr_at_fpr_0.1pct", 0.001))
 METRICS: tuple[str, ...] = tuple(m.key for m in METRIC_TABLE)
 HEADERS: dict[str, str] = {m.key: m.header for m in METRIC_TABLE}
 
@@ -170,14 +176,16 @@ def _group_metrics(probs: np.ndarray, labels: np.ndarray,
     notes: list[str] = []
     curve = None
     if n_real and n_fake:
-        fps, tps = _counts_by_threshold(probs, fake)
-        out["ap"] = average_precision(fps, tps)
-        fpr, tpr = _roc_points(fps, tps)
-        out["auroc"] = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1])) / 2.0)
-        keep = _corners(np.r_[0, fps], np.r_[0, tps])
+        out["ap"], out["auroc"], fpr, tpr = _curve_metrics(probs, fake)
+        # Corners from the integer counts behind each rate, so "turns" are exact.
+        keep = _corners(np.rint(fpr * n_real), np.rint(tpr * n_fake))
         curve = RocCurve(fpr[keep], tpr[keep], out["auroc"])
+        for key, target in FPR_TARGETS:
+            out[key] = tpr_at_fpr(fpr, tpr, target, n_real)
     else:
         out["ap"] = out["auroc"] = None
+        for key, _ in FPR_TARGETS:
+            out[key] = None
         present, missing = ("real", "generated") if n_real else ("generated", "real")
         missing_acc = "fake_accuracy" if n_real else "real_accuracy"
         notes.append(f"only {present} images ({out['n']}): AP, AUROC and {missing_acc} "
@@ -185,25 +193,28 @@ def _group_metrics(probs: np.ndarray, labels: np.ndarray,
     return out, notes, curve
 
 
-def _counts_by_threshold(probs: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """False and true positives at each distinct score, from the highest down (tied
-    scores form one threshold)."""
-    order = np.argsort(-probs, kind="stable")
-    scores, hits = probs[order], positive[order]
-    ends = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
-    tps = np.cumsum(hits, dtype=np.int64)[ends]
-    return ends + 1 - tps, tps
+def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float, n_real: int) -> float | None:
+    """The highest true-positive rate of a threshold whose false-positive rate is at most
+    `target`; None when `n_real` real images cannot measure that rate (fewer than 1/target)."""
+    if n_real * target < 1 - 1e-9:
+        return None
+    return float(tpr[fpr <= target + 1e-12].max())
 
 
-def average_precision(fps: np.ndarray, tps: np.ndarray) -> float:
-    """Step-wise AP: the sum over thresholds of (recall gained) x precision."""
-    precision = tps / (tps + fps)
-    recall_gain = np.diff(np.r_[0, tps]) / tps[-1]
-    return float(np.sum(recall_gain * precision))
+def _curve_metrics(probs: np.ndarray,
+                   fake: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """AP, AUROC and the ROC points (from (0, 0), one per distinct score) by torchmetrics,
+    in float64; imported here so that commands which draw no metrics never pay for it."""
+    import torch
+    from torchmetrics.functional.classification import (binary_auroc,
+                                                        binary_average_precision, binary_roc)
 
-
-def _roc_points(fps: np.ndarray, tps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]]
+    preds = torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float64))
+    target = torch.from_numpy(fake.astype(np.int64))
+    fpr, tpr, _ = binary_roc(preds, target, validate_args=False)
+    ap = binary_average_precision(preds, target, validate_args=False)
+    auroc = binary_auroc(preds, target, validate_args=False)
+    return (float(ap), float(auroc), fpr.double().numpy(), tpr.double().numpy())
 
 
 def _corners(fps: np.ndarray, tps: np.ndarray) -> np.ndarray:

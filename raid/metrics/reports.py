@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from raid.metrics.metrics import HEADERS, METRICS, EvaluationResult, percent
+from raid.metrics.metrics import FPR_TARGETS, HEADERS, METRICS, EvaluationResult, percent
 from raid.primitives.errors import RaidError
 from raid.primitives.fileio import write_bytes
 
@@ -83,7 +83,10 @@ def markdown(result: EvaluationResult, title: str, extra_lines: Sequence[str] = 
     lines = [f"# {title}", "",
              f"Metrics in percent. An image is called generated when P(generated) > "
              f"{result.threshold:g}. "
-             "The mean row averages each metric over the groups where it is defined.", ""]
+             "The mean row averages each metric over the groups where it is defined. "
+             "TPR @ x % FPR: the share of generated images detected at the threshold that "
+             "calls at most x % of the real images generated (– where a group has fewer "
+             "than 1/x real images).", ""]
     lines.append("| Group | n | " + " | ".join(HEADERS[k] for k in METRICS) + " |")
     lines.append("|---|---:|" + "---:|" * len(METRICS))
     group_rows = list(rows(result))
@@ -123,15 +126,26 @@ def _png_bytes(fig: "Figure") -> bytes:
 
 
 def roc_png(result: EvaluationResult, title: str) -> bytes:
-    """ROC curves of every group with both classes, one figure, as PNG bytes."""
+    """ROC curves of every group with both classes, one figure, as PNG bytes. The
+    false-positive axis is logarithmic (down to the decade of one image of the largest
+    group, at least 1e-4), so curves near AUROC 1 stay apart from the frame; the FPRs of
+    the TPR @ FPR columns are marked."""
     fig = _figure(7, 6)
     ax = fig.add_axes((0.1, 0.1, 0.86, 0.82))
-    ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1)
+    sizes = [result.metrics["groups"][name]["n"] for name in result.curves]
+    lo = max(1e-4, 10.0 ** math.floor(math.log10(1 / max(sizes)))) if sizes else 1e-3
+    ax.set_xscale("log")
+    chance = np.logspace(math.log10(lo), 0, 64)
+    ax.plot(chance, chance, linestyle="--", color="0.6", linewidth=1)
+    for _, target in FPR_TARGETS:
+        if target >= lo:
+            ax.axvline(target, color="0.85", linewidth=0.8, zorder=0)
     for name, curve in result.curves.items():
-        ax.plot(curve.fpr, curve.tpr, linewidth=1.3, label=f"{name} (AUROC {percent(curve.auroc)})")
-    ax.set_xlim(0, 1)
+        ax.plot(np.maximum(curve.fpr, lo), curve.tpr, linewidth=1.3,
+                label=f"{name} (AUROC {percent(curve.auroc)})")
+    ax.set_xlim(lo, 1)
     ax.set_ylim(0, 1.01)
-    ax.set_xlabel("false-positive rate (real called generated)")
+    ax.set_xlabel("false-positive rate, log scale (real called generated)")
     ax.set_ylabel("true-positive rate (generated detected)")
     ax.set_title(title)
     if result.curves:

@@ -16,7 +16,7 @@ from raid.pipelines.heldout import overlap_message, training_overlap
 from raid.pipelines.provenance import check_provenance
 from raid.primitives.errors import RaidError
 from raid.store.store import FeatureStore, Rows
-from raid.svm.detector import RaidDetector
+from raid.svm.scorer import SvmScorer
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +25,12 @@ def score_store(model: str | os.PathLike, store: str | os.PathLike,
                 groups: Sequence[str] | None = None, *, allow_mismatch: bool = False,
                 check: bool = True, batch_size: int = 65536) -> tuple[np.ndarray, Rows]:
     """P(generated) of every row of `store` (in `groups`) under the saved detector `model`
-    (a model file, or a loaded `RaidDetector`, named in messages by its `path_`), read
+    (a model file, or a loaded `SvmScorer`/`RaidDetector`, named in messages by `path_`), read
     `batch_size` rows at a time: the rows returned carry labels, groups and keys but no
     features, so memory is bounded by one batch of features.
     Features made otherwise than the model's are refused unless `allow_mismatch`
     (`check=False`: the caller has checked already)."""
-    detector = model if isinstance(model, RaidDetector) else RaidDetector.load(model)
+    detector = model if isinstance(model, SvmScorer) else SvmScorer.load(model)
     model = getattr(detector, "path_", None) or model
     with FeatureStore(store) as fs:
         if len(fs) == 0:
@@ -57,7 +57,7 @@ def evaluate_store(model: str | os.PathLike, store: str | os.PathLike,
                    out_dir: str | os.PathLike, groups: Sequence[str] | None = None, *,
                    allow_mismatch: bool = False) -> EvaluationResult:
     """Score a store with a saved detector and write the report files into `out_dir`."""
-    detector = RaidDetector.load(model)
+    detector = SvmScorer.load(model)
     detector.path_ = str(model)  # named in messages
     probs, rows = score_store(detector, store, groups, allow_mismatch=allow_mismatch)
     result = evaluate(probs, rows.labels, list(rows.groups),
@@ -71,7 +71,7 @@ def evaluate_store(model: str | os.PathLike, store: str | os.PathLike,
     return result
 
 
-def overlap_warning(detector: RaidDetector, store: str | os.PathLike, keys) -> str:
+def overlap_warning(detector: SvmScorer, store: str | os.PathLike, keys) -> str:
     """Logs and returns the warning when rows being evaluated are training rows of the
     model (empty when none are, or when the model does not record its training rows)."""
     n = training_overlap(getattr(detector, "provenance_", None), keys)

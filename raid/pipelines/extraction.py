@@ -285,6 +285,8 @@ def extract(input_dir: str | os.PathLike, store: str | os.PathLike, opts: Extrac
     """
     store = Path(store)
     listing = discover_images(input_dir)
+    if not listing.keys:  # an error, before anything is created
+        raise RaidError("no images found in this folder", input_dir)
     listing.prefix = opts.key_prefix.strip("/")
     if only is not None:
         listing = listing.subset([k for k in listing.keys if only(k)])

@@ -215,6 +215,8 @@ def _inputs(input_dir: Path, output: Path) -> ImageListing:
         inside = dst.relative_to(src).as_posix() + "/"
         listing = listing.subset([k for k in listing.keys if not k.startswith(inside)])
         listing.other_files = [k for k in listing.other_files if not k.startswith(inside)]
+    if not listing.keys:  # an error, before anything is created
+        raise RaidError("no images found in this folder", input_dir)
     return listing
 
 

@@ -52,6 +52,9 @@ class ImageError(RaidError):
     """A file that cannot be used as an image; the message gives the path and the reason."""
 
 
+RAISE_IT = " (raise it with --max-pixels)"  # the option every command and the service share
+
+
 def load_rgb(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The image at `path` as a contiguous (H, W, 3) uint8 array (see the module policies).
 
@@ -81,7 +84,8 @@ def load_rgb(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> n
         match = re.search(r"\((\d+) pixels\)", str(exc))
         claimed = f"{int(match.group(1))} pixels" if match else "its size"
         limit = max_pixels if max_pixels is not None else "Pillow's"
-        raise ImageError(f"image of {claimed} exceeds the limit of {limit} pixels", path) from None
+        raise ImageError(f"image of {claimed} exceeds the limit of {limit} pixels{RAISE_IT}",
+                         path) from None
     except UnidentifiedImageError:
         raise ImageError(_not_an_image_reason(path), path) from None
     except OSError as exc:
@@ -95,7 +99,7 @@ def load_rgb(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> n
             raise ImageError(f"image of {width} x {height} pixels is empty", path)
         if max_pixels is not None and width * height > max_pixels:
             raise ImageError(f"image of {width} x {height} pixels exceeds the limit of "
-                             f"{max_pixels} pixels", path)
+                             f"{max_pixels} pixels{RAISE_IT}", path)
         if image.format == "JPEG" and _jpeg_too_short(path, size):
             raise ImageError(f"truncated image (its data cannot hold the {width} x {height} "
                              "pixels its header declares)", path)

@@ -17,7 +17,6 @@ import threading
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from raid.primitives.errors import RaidInputError
 
@@ -33,6 +32,8 @@ def cuml_available() -> bool:
         import cuml.svm  # noqa: F401
     except Exception:  # ImportError, or a broken CUDA install raising at import
         return False
+    import torch
+
     return torch.cuda.is_available()
 
 

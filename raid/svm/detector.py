@@ -29,7 +29,6 @@ from raid.primitives.errors import RaidError, RaidInputError
 from raid.primitives.progress import Progress
 from raid.svm.backends import (cuml_available, cuml_fitter, precomputed_fitter,
                                rbf_fitter, resolve_backend)
-from raid.svm.kernel import RbfKernel
 from raid.svm.modelfile import write_model
 from raid.svm.platt import fit_platt
 from raid.svm.scorer import SvmScorer
@@ -108,6 +107,8 @@ class RaidDetector(ClassifierMixin, BaseEstimator, SvmScorer):
     def fit(self, X: Any, y: Any) -> "RaidDetector":
         """Train the SVM on all rows, then calibrate on out-of-fold decision values."""
         from sklearn.model_selection import StratifiedKFold
+
+        from raid.svm.kernel import RbfKernel  # torch: imported by training only
 
         start = time.perf_counter()
         X = check_X(X)

@@ -1,5 +1,5 @@
 """The RBF kernel in torch: kernel blocks, the Gram matrix handed to libsvm, and decision
-values computed from a fitted model's support vectors (no training backend needed)."""
+values on a torch device (CUDA; CPU scoring of saved models uses `raid.svm.rbf_cpu`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from raid.primitives.progress import Progress
+from raid.svm.rbf_cpu import scaled_norms
 
 # Rows per kernel block: 2048 x 2048 float64 is 32 MiB, large enough for BLAS efficiency.
 BLOCK = 2048
@@ -48,6 +49,8 @@ class RbfKernel:
                 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
                 t = torch.as_tensor(x, device=self.device)
         t = t - self.center
+        if t.device.type == "cpu":  # einsum sums in float64 without a float64 copy of t
+            return t, torch.from_numpy(scaled_norms(t.numpy(), self.gamma))
         return t, (t.double().square().sum(1) * -self.gamma).float()
 
     def block(self, a: torch.Tensor, na: torch.Tensor, b: torch.Tensor,

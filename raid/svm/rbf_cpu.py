@@ -42,8 +42,13 @@ def prepare(X: np.ndarray, center: np.ndarray, gamma: float,
     """Centred float32 rows (into `out` when given) and -gamma * their squared norms
     (float64 sums, then float32)."""
     x = np.subtract(X, center, dtype=np.float32, out=out)
-    norms = np.einsum("ij,ij->i", x, x, dtype=np.float64)
-    return x, (norms * -gamma).astype(np.float32)
+    return x, scaled_norms(x, gamma)
+
+
+def scaled_norms(x: np.ndarray, gamma: float) -> np.ndarray:
+    """-gamma * the squared norms of float32 rows: one BLAS-free pass summing in float64
+    (einsum, no float64 copy of the rows), rounded to float32."""
+    return (np.einsum("ij,ij->i", x, x, dtype=np.float64) * -gamma).astype(np.float32)
 
 
 def rbf_decision(X: np.ndarray, sv: np.ndarray, coef: np.ndarray, intercept: float,
@@ -59,7 +64,7 @@ def rbf_decision(X: np.ndarray, sv: np.ndarray, coef: np.ndarray, intercept: flo
     c = np.asarray(coef, dtype=np.float64)
     if block is None:
         block = max(1, min(8192, BLOCK_BYTES // (4 * max(len(sv), 1))))
-    block = min(block, len(X))
+    block = max(1, min(block, len(X)))
     xbuf = np.empty((block, s.shape[1]), dtype=np.float32)
     kbuf = np.empty((block, len(s)), dtype=np.float32)
     wide = np.empty((min(block, ROWS64), len(s)), dtype=np.float64)

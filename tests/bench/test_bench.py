@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import TINY_AIM_YAML
+from helpers import TINY_AIM_YAML
 from raid.cli.main import main
 
 RATIO = r"([\d.]+)x"

@@ -110,3 +110,30 @@ def test_detect_without_a_model_says_what_to_do(folder, capsys):
     err = capsys.readouterr().err.strip()
     assert "the first path is the model (or give --model BUNDLE)" in err
     assert len(err.splitlines()) == 1
+
+
+def test_a_bug_is_one_line_and_its_traceback_needs_debug(monkeypatch, tmp_path, capsys):
+    from raid.cli.commands import info
+
+    def broken(args):
+        raise ValueError("something RAID did not expect")
+
+    monkeypatch.setattr(info, "run", broken)
+    assert main(["info", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "internal error: ValueError: something RAID did not expect" in err
+    assert main(["info", str(tmp_path), "--log-level", "debug"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_a_file_system_error_is_one_line_exit_2(monkeypatch, tmp_path, capsys):
+    from raid.cli.commands import info
+
+    def full(args):
+        raise OSError(28, "No space left on device", str(tmp_path / "x.h5"))
+
+    monkeypatch.setattr(info, "run", full)
+    assert main(["-q", "info", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"raid info: error: {tmp_path / 'x.h5'}: No space left on device"

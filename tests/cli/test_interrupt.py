@@ -95,21 +95,24 @@ def save_detector(path: Path, dim: int = 32) -> Path:
     return path
 
 
+N_DETECT = 1500  # tiny images, one per batch: seconds of scoring even on a fast CPU
+
+
 def test_detect(tiny_aim, tmp_path):
-    write_images(tmp_path / "imgs", {f"p{i:03d}.jpg": (256, 256) for i in range(60)})
+    write_images(tmp_path / "imgs", {f"p{i:04d}.png": (64, 64) for i in range(N_DETECT)})
     model = save_detector(tmp_path / "m.safetensors")
-    argv = ["detect", str(model), "imgs", "--out", "d.csv", *aim_args(tiny_aim), *CPU]
+    argv = ["detect", str(model), "imgs", "--out", "d.csv", *aim_args(tiny_aim), *CPU,
+            "--batch-size", "1"]
     cmd = Command(argv, tmp_path)
-    cmd.wait_for(lambda: "scoring 60 image(s)" in cmd.stderr)
-    time.sleep(1.0)  # inside the batches
+    cmd.wait_for(lambda: f"scoring {N_DETECT} image(s)" in cmd.stderr)  # batches begin
     assert_interrupted(cmd)
     assert not (tmp_path / "d.csv").exists()
     rerun = Command(argv, tmp_path)
     assert rerun.finish() == 0, rerun.stderr
-    assert (tmp_path / "d.csv").read_text().count("\n") == 61
-    # stdout: the table (header, 60 rows, summary) and the file written; progress on stderr
-    assert len(rerun.out.splitlines()) == 63 and "scoring" not in rerun.out
-    assert "scoring: 60/60 images" in rerun.stderr
+    assert (tmp_path / "d.csv").read_text().count("\n") == N_DETECT + 1
+    # stdout: the table (header, rows, summary) and the file written; progress on stderr
+    assert len(rerun.out.splitlines()) == N_DETECT + 3 and "scoring" not in rerun.out
+    assert f"scoring {N_DETECT} image(s)" in rerun.stderr
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +124,11 @@ def vae(tmp_path_factory) -> Path:
     return folder
 
 
+N_PHOTOS = 160  # photos for build-train, reconstructed and extracted two per batch
+
+
 def test_build_train(tiny_aim, vae, tmp_path):
-    write_images(tmp_path / "photos", {f"p{i:03d}.png": (64, 64) for i in range(80)})
+    write_images(tmp_path / "photos", {f"p{i:03d}.png": (64, 64) for i in range(N_PHOTOS)})
     argv = ["build-train", "photos", "--vae", str(vae), "--out", "train.h5",
             *aim_args(tiny_aim), *CPU]
     cmd = Command(argv, tmp_path)
@@ -132,17 +138,17 @@ def test_build_train(tiny_aim, vae, tmp_path):
     assert any((tmp_path / "train.h5.parts").glob("*.h5"))
     rerun = Command(argv, tmp_path)
     assert rerun.finish() == 0, rerun.stderr
-    assert "resumed" in rerun.stderr and "160 rows added" not in rerun.out
+    assert "resumed" in rerun.stderr and f"{2 * N_PHOTOS} rows added" not in rerun.out
     with FeatureStore(tmp_path / "train.h5") as fs:
-        assert len(fs) == 160  # each photo and its reconstruction, once
-        assert fs.counts() == {"real": {0: 80}, "tinyvae": {1: 80}}
+        assert len(fs) == 2 * N_PHOTOS  # each photo and its reconstruction, once
+        assert fs.counts() == {"real": {0: N_PHOTOS}, "tinyvae": {1: N_PHOTOS}}
 
 
 def test_benchmark(tiny_aim, tmp_path):
     for gen in ("gA", "gB"):
         for label in ("0_real", "1_fake"):
             write_images(tmp_path / "bench" / gen / label,
-                         {f"{i:03d}.png": (96, 96) for i in range(20)}, seed=hash(gen) % 97)
+                         {f"{i:03d}.png": (96, 96) for i in range(40)}, seed=len(gen + label))
     (tmp_path / "b.yaml").write_text("name: t\ngenerators: [gA, gB]\n")
     model = save_detector(tmp_path / "m.safetensors")
     argv = ["benchmark", "--config", "b.yaml", "--model", str(model), "--root", "bench",
@@ -155,7 +161,7 @@ def test_benchmark(tiny_aim, tmp_path):
     assert rerun.finish() == 0, rerun.stderr
     assert (tmp_path / "report" / "clean" / "benchmark.md").exists()
     assert "resumed" in rerun.stderr  # the committed batches were kept
-    assert "80 extracted" not in rerun.out
+    assert "160 extracted" not in rerun.out
 
 
 def test_demo_talks_from_the_start_and_resumes(tmp_path):

@@ -52,8 +52,8 @@ def test_metrics_match_sklearn_per_group_and_mean():
         assert got["n"] == expected[name]["n"]
         for k in ("accuracy", "real_accuracy", "fake_accuracy"):
             assert got[k] == pytest.approx(expected[name][k], abs=1e-12)
-        for k in ("ap", "auroc"):  # both in float64: equal to rounding
-            assert got[k] == pytest.approx(expected[name][k], abs=1e-12)
+        for k in ("ap", "auroc"):  # torchmetrics accumulates in float32: ~1e-7
+            assert got[k] == pytest.approx(expected[name][k], abs=1e-6)
     # the groups really differ, so a wrong grouping could not pass
     assert expected["progan"]["auroc"] > expected["ADM"]["auroc"] + 0.1
 
@@ -67,7 +67,7 @@ def test_metrics_match_sklearn_per_group_and_mean():
         values = [expected[n][k] for n in expected] + [flux[k]]
         assert mean[k] == pytest.approx(np.mean(values), abs=1e-12)
     for k in ("real_accuracy", "ap", "auroc"):  # flux has no real images: three groups
-        assert mean[k] == pytest.approx(np.mean([expected[n][k] for n in expected]), abs=1e-12)
+        assert mean[k] == pytest.approx(np.mean([expected[n][k] for n in expected]), abs=1e-6)
     assert set(result.curves) == {"progan", "ADM", "wukong"}
     assert result.skipped() == ["flux"]
 
@@ -79,7 +79,7 @@ def test_one_class_group_reports_none_and_a_note():
     result = evaluate(probs, labels, groups)
     m = result.metrics["groups"]["real_only"]
     assert m == {"n": 3, "accuracy": 1.0, "real_accuracy": 1.0, "fake_accuracy": None,
-                 "ap": None, "auroc": None}
+                 "ap": None, "auroc": None, "tpr_at_fpr_1pct": None, "tpr_at_fpr_0.1pct": None}
     assert "mixed" not in result.notes
     (note,) = result.notes["real_only"]
     assert "AUROC" in note and "fake_accuracy" in note
@@ -145,12 +145,12 @@ def test_heavy_ties_and_roc_corners_match_sklearn():
     probs = np.round(np.clip(rng.normal(0.5 + 0.15 * (2 * labels - 1), 0.2), 0, 1), 1)
     result = evaluate(probs, labels, ["g"] * len(labels))
     m = result.metrics["groups"]["g"]
-    assert m["ap"] == pytest.approx(average_precision_score(labels, probs), abs=1e-12)
-    assert m["auroc"] == pytest.approx(roc_auc_score(labels, probs), abs=1e-12)
+    assert m["ap"] == pytest.approx(average_precision_score(labels, probs), abs=1e-6)
+    assert m["auroc"] == pytest.approx(roc_auc_score(labels, probs), abs=1e-6)
     fpr, tpr, _ = roc_curve(labels, probs)  # drop_intermediate: the corners only
     curve = result.curves["g"]
-    np.testing.assert_allclose(curve.fpr, fpr, atol=1e-15)
-    np.testing.assert_allclose(curve.tpr, tpr, atol=1e-15)
+    np.testing.assert_allclose(curve.fpr, fpr, atol=1e-7)
+    np.testing.assert_allclose(curve.tpr, tpr, atol=1e-7)
     assert len(curve.fpr) < 20  # 11 distinct scores: a handful of corners, not 3000 points
 
 

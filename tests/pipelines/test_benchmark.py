@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import aim_args
+from helpers import aim_args
 from raid.pipelines.benchmark import load_benchmark_config
 from raid.cli.main import main
 from raid.svm.detector import RaidDetector

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import aim_args
+from helpers import aim_args
 from raid.cli.main import main
 from raid.svm.detector import RaidDetector
 from raid.store.store import FeatureStore
@@ -40,7 +40,7 @@ def test_bad_images_broken_listed_good_scored_csv_and_json(bad_images, tiny_aim,
     # the same images through `raid extract`, scored by hand: detect must agree
     store = tmp_path / "ref.h5"
     assert main(["extract", "--input", str(bad_images), "--out", str(store),
-                 *aim_args(tiny_aim), *CPU]) == 0
+                 *aim_args(tiny_aim), *CPU]) == 1
     with FeatureStore(store) as fs:
         ref = fs.read()
     ref_p = dict(zip(ref.keys, det.predict_proba(ref.features)[:, 1]))

@@ -39,7 +39,8 @@ def test_fit_then_evaluate_writes_the_report(tmp_path, capsys):
     assert set(metrics) == {"groups", "mean"}
     assert set(metrics["groups"]) == {"ga", "gb"}
     assert set(metrics["groups"]["ga"]) == {"n", "accuracy", "real_accuracy", "fake_accuracy",
-                                            "ap", "auroc"}
+                                            "ap", "auroc", "tpr_at_fpr_1pct",
+                                            "tpr_at_fpr_0.1pct"}
     assert metrics["groups"]["ga"]["n"] == 60
     assert metrics["mean"]["accuracy"] > 0.8  # well-separated classes
     for name in ("metrics.csv", "report.md", "roc.png"):

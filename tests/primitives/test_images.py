@@ -109,7 +109,8 @@ def test_pixel_limit_refused_from_header(tmp_path: Path, monkeypatch):
     assert load_rgb(path, max_pixels=600).shape == (20, 30, 3)
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", _no_decoding)
-    with pytest.raises(ImageError, match="30 x 20 pixels exceeds the limit of 599 pixels"):
+    with pytest.raises(ImageError, match=r"30 x 20 pixels exceeds the limit of 599 pixels "
+                                         r"\(raise it with --max-pixels\)"):
         load_rgb(path, max_pixels=599)
 
 

@@ -10,13 +10,8 @@ from pathlib import Path
 import pytest
 
 from raid.bench.serve import make_tiny_bundle
-from raid.serve.app import ServeOptions
 from raid.serve.service import running
-
-#: The limits of the shared test service (small, so the refusals are cheap to provoke).
-MAX_UPLOAD_MB = 1.0
-MAX_PIXELS = 2_000_000
-MAX_FILES = 6
+from servekit import MAX_PIXELS, options
 
 
 @pytest.fixture(scope="session")
@@ -30,13 +25,6 @@ def pipeline(bundle):
     from raid.pipelines.pipeline import DetectorPipeline
 
     return DetectorPipeline.from_bundle(bundle, accelerator="cpu", max_pixels=MAX_PIXELS)
-
-
-def options(bundle: Path, **changes) -> ServeOptions:
-    base = dict(bundle=str(bundle), port=0, accelerator="cpu", max_upload_mb=MAX_UPLOAD_MB,
-                max_pixels=MAX_PIXELS, max_files=MAX_FILES, max_batch_size=4,
-                batch_timeout=0.005)
-    return ServeOptions(**{**base, **changes})
 
 
 @pytest.fixture(scope="session")

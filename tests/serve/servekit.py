@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import struct
 import zlib
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from raid.primitives.synthetic import encode, photo, rng_for
+from raid.serve.app import ServeOptions
 from raid.serve.client import _connection, request
+
+#: The limits of the shared test service (small, so the refusals are cheap to provoke).
+MAX_UPLOAD_MB = 1.0
+MAX_PIXELS = 2_000_000
+MAX_FILES = 6
+
+
+def options(bundle: Path, **changes) -> ServeOptions:
+    base = dict(bundle=str(bundle), port=0, accelerator="cpu", max_upload_mb=MAX_UPLOAD_MB,
+                max_pixels=MAX_PIXELS, max_files=MAX_FILES, max_batch_size=4,
+                batch_timeout=0.005)
+    return ServeOptions(**{**base, **changes})
 
 
 def png(seed: str, h: int = 96, w: int = 112) -> bytes:

@@ -8,8 +8,8 @@ import socket
 import time
 
 import pytest
-from conftest import MAX_FILES, MAX_UPLOAD_MB, options
-from servekit import address, bomb_png, call, multipart, png, post_file
+from servekit import (MAX_FILES, MAX_UPLOAD_MB, address, bomb_png, call, multipart, options,
+                      png, post_file)
 
 from raid.serve.service import running
 
