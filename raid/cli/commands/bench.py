@@ -2,7 +2,8 @@
 
 Each kind lives in `raid.bench.<kind>` with `HELP`, `add_arguments(parser)` and `run(args)`
 (heavy imports inside `run`). Kinds are found without importing them; only the kind on the
-command line is imported (all of them for `raid bench --help`).
+command line is imported; `raid --help` and `raid bench --help` read each kind's HELP from
+its source, so listing them imports no torch or Lightning.
 """
 
 from __future__ import annotations
@@ -24,11 +25,31 @@ def kinds() -> list[str]:
                   if not m.name.startswith("_"))
 
 
+def _help_of(kind: str) -> str:
+    """A kind's HELP string, read from its source without importing the module."""
+    import ast
+    from pathlib import Path
+
+    import raid.bench
+
+    source = Path(raid.bench.__path__[0], f"{kind}.py").read_text(encoding="utf-8")
+    for node in ast.parse(source).body:
+        if (isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "HELP"
+                                                 for t in node.targets)
+                and isinstance(node.value, ast.Constant)):
+            return str(node.value.value)
+    return ""
+
+
 def add_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="bench_kind", metavar="KIND", required=True)
     available = kinds()
     first = next((t for t in argv or () if not t.startswith("-")), None)
-    for kind in [first] if first in available else available:
+    if first not in available:  # listing only: no kind is imported
+        for kind in available:
+            sub.add_parser(kind, help=_help_of(kind))
+        return
+    for kind in [first]:
         try:
             module = importlib.import_module(f"raid.bench.{kind}")
         except ModuleNotFoundError as exc:  # an optional extra is not installed
