@@ -45,3 +45,14 @@ def write_tiny_aim(folder: Path, seed: int = 0) -> dict:
 def aim_args(tiny: dict) -> list[str]:
     """--arch, --backbone, --head for a model made by `write_tiny_aim`."""
     return ["--arch", tiny["arch"], "--backbone", tiny["backbone"], "--head", tiny["head"]]
+
+
+#: A small AIM size (width 64, 4 blocks) for the model tests: bigger than the demo's tiny one.
+SMALL_AIM_YAML = """\
+width: 64
+depth: 4
+heads: 4
+probe_layers: [1, 2]
+patch_size: 14
+image_size: 56
+"""

@@ -16,21 +16,6 @@ from raid.models.aim import (AimConfig, build_aim, checkpoint_digest, load_aim, 
                       random_aim, save_official_checkpoint)
 from raid.primitives.errors import RaidError
 
-TINY_YAML = """\
-width: 64
-depth: 4
-heads: 4
-probe_layers: [1, 2]
-patch_size: 14
-image_size: 56
-"""
-
-
-@pytest.fixture()
-def tiny_cfg(tmp_path: Path) -> AimConfig:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY_YAML)
-    return load_config(path)
 
 
 @pytest.fixture()

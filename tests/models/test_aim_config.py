@@ -9,25 +9,12 @@ from pathlib import Path
 import pytest
 
 import raid
+from helpers import SMALL_AIM_YAML
+
 from raid.models.aim import NAMED_SIZES, AimConfig, load_config
 from raid.primitives.errors import RaidError
 
 REPO = Path(__file__).resolve().parents[2]
-TINY_YAML = """\
-width: 64
-depth: 4
-heads: 4
-probe_layers: [1, 2]
-patch_size: 14
-image_size: 56
-"""
-
-
-@pytest.fixture()
-def tiny_cfg(tmp_path: Path) -> AimConfig:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY_YAML)
-    return load_config(path)
 
 
 
@@ -53,14 +40,14 @@ def test_custom_yaml(tiny_cfg: AimConfig):
 @pytest.mark.parametrize("text, reason", [
     ("width: [1\n", "YAML"),
     ("- 1\n- 2\n", "mapping"),
-    (TINY_YAML.replace("heads: 4\n", ""), "heads"),
-    (TINY_YAML.replace("heads: 4", "heads: 5"), "divisible"),
-    (TINY_YAML.replace("[1, 2]", "[1, 4]"), "probe layer"),
-    (TINY_YAML.replace("[1, 2]", "[]"), "probe_layers"),
-    (TINY_YAML.replace("[1, 2]", "[1, 1]"), "duplicates"),
-    (TINY_YAML.replace("width: 64", "width: -64"), "width"),
-    (TINY_YAML.replace("image_size: 56", "image_size: 50"), "multiple"),
-    (TINY_YAML + "widht: 3\n", "unknown"),
+    (SMALL_AIM_YAML.replace("heads: 4\n", ""), "heads"),
+    (SMALL_AIM_YAML.replace("heads: 4", "heads: 5"), "divisible"),
+    (SMALL_AIM_YAML.replace("[1, 2]", "[1, 4]"), "probe layer"),
+    (SMALL_AIM_YAML.replace("[1, 2]", "[]"), "probe_layers"),
+    (SMALL_AIM_YAML.replace("[1, 2]", "[1, 1]"), "duplicates"),
+    (SMALL_AIM_YAML.replace("width: 64", "width: -64"), "width"),
+    (SMALL_AIM_YAML.replace("image_size: 56", "image_size: 50"), "multiple"),
+    (SMALL_AIM_YAML + "widht: 3\n", "unknown"),
 ])
 def test_bad_yaml_is_a_raid_error(tmp_path: Path, text: str, reason: str):
     path = tmp_path / "bad.yaml"
@@ -96,17 +83,17 @@ def test_named_sizes_come_from_the_package_and_equal_the_configs_mirror(name, tm
 
 def test_a_yaml_file_named_like_a_size_is_a_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "aim-3b.yaml").write_text(TINY_YAML)
+    (tmp_path / "aim-3b.yaml").write_text(SMALL_AIM_YAML)
     assert load_config("aim-3b.yaml").width == 64
     assert load_config("aim-3b").width == 3072
 
 
 def test_yaml_syntax_errors_give_line_and_column(tmp_path: Path):
     path = tmp_path / "typo.yaml"
-    path.write_text(TINY_YAML.replace("heads: 4", "heads 4\n  x: 1"))
+    path.write_text(SMALL_AIM_YAML.replace("heads: 4", "heads 4\n  x: 1"))
     with pytest.raises(RaidError, match=r"line 4, column 4") as info:
         load_config(path)
     assert str(info.value).startswith(f"{path}: not valid YAML")
-    path.write_text(TINY_YAML + "depth: 5\n")
+    path.write_text(SMALL_AIM_YAML + "depth: 5\n")
     with pytest.raises(RaidError, match=r"line 7, column 1: key 'depth' given twice"):
         load_config(path)

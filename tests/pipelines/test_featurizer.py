@@ -27,7 +27,7 @@ def extracted(tmp_path_factory, tiny_aim):
     (d / "in" / "broken.png").write_bytes(b"<html>not an image</html>")
     store = d / "s.h5"
     assert main(["extract", "--input", str(d / "in"), "--out", str(store),
-                 *aim_args(tiny_aim), *CPU, "--seed", "5"]) == 0
+                 *aim_args(tiny_aim), *CPU, "--seed", "5"]) == 1  # 1: broken.png failed
     with FeatureStore(store) as fs:
         rows = fs.read()
     return d / "in", dict(zip(rows.keys, rows.features))

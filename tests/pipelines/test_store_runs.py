@@ -58,7 +58,7 @@ def keys_of(store: Path) -> list[str]:
 
 def test_a_second_extract_into_the_same_store_is_refused_while_the_first_runs(
         tiny_aim, tmp_path):
-    keys = images(tmp_path / "in", 400)  # long enough for a second run to start
+    keys = images(tmp_path / "in", 2500)  # long enough for a second run to start and meet it
     store = tmp_path / "s.h5"
     args = ["extract", "--input", str(tmp_path / "in"), "--out", str(store),
             *aim_args(tiny_aim), *CPU, "--batch-size", "1"]

@@ -197,7 +197,7 @@ def test_import_skips_non_finite_arrays_by_key(tmp_path, capsys):
     _write(src / "1_fake/one_inf.npy", np.array([1, 2, np.inf, 4], np.float32))
     _write(src / "0_real/huge64.npy", np.array([[1e300, 0, 0, 0]]))  # inf as float32
     store = tmp_path / "s.h5"
-    assert main(["import-npy", str(src), "--out", str(store)]) == 0
+    assert main(["import-npy", str(src), "--out", str(store)]) == 1  # 1: arrays were skipped
     text = capsys.readouterr().out
     assert "skipped 1_fake/all_nan.npy: 4 of 4 values are NaN or infinite" in text
     assert "skipped 1_fake/one_inf.npy: 1 of 4 values are NaN or infinite" in text

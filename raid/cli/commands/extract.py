@@ -16,6 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a.add_input_arguments(p, "DIR", "folder of images (searched recursively)")
     a.add_out_argument(p, "feature store (.h5) to create or complete", required=True,
                        metavar="STORE.h5", old=["--output"])
+    p.add_argument("--key-prefix", default="", metavar="NAME",
+                   help="put NAME/ before every key: needed to add a second input folder "
+                        "to a store (the store records the folders it was extracted from)")
     a.add_aim_arguments(p)
     a.add_run_arguments(p)
     a.add_logging_arguments(p)
@@ -33,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
                         "images, use `raid detect MODEL FILE`)", folder)
     from raid.pipelines.extraction import extract
 
-    summary = extract(folder, args.out, a.extract_options(args))
+    summary = extract(folder, args.out, a.extract_options(args, key_prefix=args.key_prefix))
     if summary is None:  # the other processes of a multi-process run
         return 0
     print("\n".join(summary.lines()))
