@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+from helpers import bomb_png
+
 from raid.primitives.errors import RaidError
 from raid.primitives.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageError, load_rgb
 from raid.primitives.layout import walk
@@ -93,16 +95,6 @@ def test_mode_i_taken_as_sixteen_bit(tmp_path: Path):
     np.testing.assert_array_equal(array[:, :, 1], expected)
 
 
-def _png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height and whose data is a few bytes."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
-
-
 def test_pixel_limit_refused_from_header(tmp_path: Path, monkeypatch):
     path = tmp_path / "small.png"
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(path)
@@ -124,7 +116,7 @@ def test_bomb_header_refused_without_decoding(tmp_path: Path, monkeypatch, side:
     pixel is decoded."""
     assert side * side > DEFAULT_MAX_PIXELS
     path = tmp_path / "bomb.png"
-    path.write_bytes(_png_header_only(side, side))
+    path.write_bytes(bomb_png(side, side))
     monkeypatch.setattr(ImageFile.ImageFile, "load", _no_decoding)
     claimed = f"({side} x {side}|{side * side}) pixels"
     with pytest.raises(ImageError, match=f"image of {claimed} exceeds the limit of "

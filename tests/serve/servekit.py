@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from helpers import bomb_png  # noqa: F401  (re-exported for the service tests)
 
 from raid.primitives.synthetic import encode, photo, rng_for
 from raid.serve.app import ServeOptions
@@ -48,16 +48,6 @@ def multipart(files: list[tuple[str, str | None, bytes]], boundary: str = "raid-
         out += data + b"\r\n"
     out += f"--{boundary}--\r\n".encode()
     return bytes(out), f"multipart/form-data; boundary={boundary}"
-
-
-def bomb_png(width: int, height: int) -> bytes:
-    """A tiny, valid-looking PNG whose header claims width x height pixels."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(b"\0" * 1024)) + chunk(b"IEND", b""))
 
 
 def call(url: str, method: str, path: str, body: bytes | None = None,
