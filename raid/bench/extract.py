@@ -25,7 +25,8 @@ from raid.pipelines.extraction import (PRECISIONS, FeatureExtractor, ShardPredic
                                        parts_dir_of)
 from raid.pipelines.predict import run_predict
 from raid.primitives import synthetic
-from raid.primitives.patches import draw_candidates, normalize, patch_rng, patch_scores_reference
+from raid.primitives.patches import (draw_candidates_reference, normalize, patch_rng,
+                                     patch_scores_reference)
 from raid.store.store import merge_shards
 
 HELP = "images/s of RAID's feature extraction against a seed-style loop (batch 1, fp32, all blocks)"
@@ -70,7 +71,7 @@ def seed_style_images_per_s(model, folder: Path, n: int, size: int,
     for f in files:
         image = np.array(Image.open(f).convert("RGB"))
         rng = patch_rng(0, f.name)
-        tops, lefts = draw_candidates(rng, *image.shape[:2], size)
+        tops, lefts = draw_candidates_reference(rng, *image.shape[:2], size)
         scores = patch_scores_reference(image, tops, lefts, size)
         best = int(np.argmax(scores))
         patch = image[tops[best]:tops[best] + size, lefts[best]:lefts[best] + size]

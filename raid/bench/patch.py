@@ -52,10 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def seed_style_choice(image: np.ndarray, rng: random.Random, candidates: int) -> tuple[int, int]:
     """What the seed does: float32 array, draw, score patch by patch, keep the first maximum."""
-    from raid.primitives.patches import draw_candidates, patch_scores_reference
+    from raid.primitives.patches import draw_candidates_reference, patch_scores_reference
 
     x = image.astype(np.float32)
-    tops, lefts = draw_candidates(rng, x.shape[0], x.shape[1], _PATCH_SIZE, candidates)
+    tops, lefts = draw_candidates_reference(rng, x.shape[0], x.shape[1], _PATCH_SIZE,
+                                            candidates)
     scores = patch_scores_reference(x, tops, lefts, _PATCH_SIZE)
     best = int(np.argmax(scores))
     return tops[best], lefts[best]

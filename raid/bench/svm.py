@@ -237,7 +237,9 @@ def _run(args: argparse.Namespace) -> int:
     score = np.sort(rng.choice(pool, min(args.predict_n, len(pool)), replace=False))
     Xtr, ytr, Xsc, ysc = X[train], y[train], X[score], y[score]
     where = "held-out" if len(test) else "training"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from raid.primitives.threads import available_cpus
+
+    cores = available_cpus()
     print(f"{len(Xtr)} x {Xtr.shape[1]} training rows, {len(Xsc)} {where} rows scored; "
           f"{cores} CPU cores, torch threads {torch.get_num_threads()}", flush=True)
 

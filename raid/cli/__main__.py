@@ -1,5 +1,3 @@
-import sys
+from raid.cli.main import entry
 
-from raid.cli.main import main
-
-sys.exit(main())
+entry()

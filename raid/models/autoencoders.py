@@ -176,6 +176,21 @@ def spatial_factor(model: torch.nn.Module) -> int:
     return 2 ** (len(cfg.block_out_channels) - 1)
 
 
+def coarse_stages(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The autoencoder's big blocks, each run once per encode or decode call: its encoder's
+    and decoder's `down_blocks`, `mid_block` and `up_blocks` (AutoencoderKL, VQModel) or
+    `layers` (AutoencoderTiny). For progress inside a batch; empty for other shapes."""
+    stages: list[torch.nn.Module] = []
+    for part in (getattr(model, "encoder", None), getattr(model, "decoder", None)):
+        for name in ("down_blocks", "mid_block", "up_blocks", "layers"):
+            block = getattr(part, name, None)
+            if isinstance(block, (torch.nn.ModuleList, torch.nn.Sequential)):
+                stages += list(block)
+            elif isinstance(block, torch.nn.Module):
+                stages.append(block)
+    return stages
+
+
 def pad_to_multiple(x: torch.Tensor, factor: int) -> torch.Tensor:
     """Pad the bottom and right of (B, C, H, W) up to multiples of `factor`: reflect, or
     replicate where a side is not longer than its padding (reflect cannot do that)."""

@@ -34,12 +34,12 @@ def check_kernel_scale(X: np.ndarray, gamma: Any, where: str | os.PathLike,
     """Refuse features the RBF kernel cannot use (see the module docstring); returns the
     median of gamma * squared distance over a seeded sample of row pairs."""
     n, d = X.shape
-    span = np.ptp(X, axis=0) if n else np.zeros(d)
-    if n > 1 and not span.any():
+    hi, lo = (X.max(axis=0), X.min(axis=0)) if n else (np.zeros(d), np.zeros(d))
+    if n > 1 and not (hi - lo).any():
         raise RaidError(f"every one of the {d} features has the same value in all {n} rows: "
                         "the SVM can only fit a chance-level model; check how the features "
                         "were made (a broken checkpoint or the same image again?)", where)
-    peak = float(np.abs(X).max()) if X.size else 0.0
+    peak = float(max(np.abs(hi).max(), np.abs(lo).max())) if X.size else 0.0
     if peak * np.sqrt(d) > MAX_NORM:
         raise RaidError(f"feature values reach {peak:.3g}: squared distances overflow the "
                         "RBF kernel; rescale the features (RAID's AIM features are of order "

@@ -10,15 +10,15 @@ name ("32", "bf16-mixed", "bf16") or a Lightning one ("32-true"). Returns the tr
 every process has finished (`trainer.is_global_zero` says which process merges results).
 
 Progress goes to stderr (stdout is for tables and CSV), counts images, is named for the
-stage ("extracting", "reconstructing"), and is silent when the "raid" logger is above
-INFO (`raid -q`). Ctrl-C comes back as KeyboardInterrupt (Lightning turns it into
-`sys.exit(1)` and ignores further Ctrl-C), so callers and `raid` treat it as one.
+stage ("extracting", "reconstructing"), moves inside a slow reconstruction batch too, and
+is silent when the "raid" logger is above INFO (`raid -q`). Ctrl-C comes back as
+KeyboardInterrupt (Lightning turns it into `sys.exit(1)` and ignores further Ctrl-C), so
+callers and `raid` treat it as one.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 from typing import Any, Sequence
 
 import lightning as L
@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
 
 from raid.pipelines.featurizer import PRECISIONS
+from raid.primitives import interrupts
 from raid.primitives.keys import REAL_GROUP
 from raid.primitives.progress import Progress
 
@@ -44,7 +45,12 @@ def stage_of(module: Any, datamodule: Any) -> str:
 
 class ImagesPerSecondBar(ProgressBar):
     """A progress line on stderr counting images (a batch's "key" entries; for paired
-    batches, its real rows: one per photo), with images/s, on global rank 0 only."""
+    batches, its real rows: one per photo), with images/s, on global rank 0 only.
+
+    Inside a batch it also moves as the run's autoencoders finish their coarse stages (a
+    batch of SD VAE reconstructions on a CPU takes minutes): by whole images crossed,
+    each photo counting once over all autoencoders; the batch's end sets the exact count.
+    """
 
     delay = 2.0  # seconds before the bar shows (short runs stay quiet)
 
@@ -53,6 +59,9 @@ class ImagesPerSecondBar(ProgressBar):
         self.stage = stage
         self._enabled = True
         self._progress: Progress | None = None
+        self._watched: list = []  # the autoencoders whose stages move the line
+        self._partial = 0.0  # images of this batch done, by autoencoder stages
+        self._advanced = 0  # whole images of this batch already on the line
 
     def disable(self) -> None:
         self._enabled = False
@@ -69,18 +78,34 @@ class ImagesPerSecondBar(ProgressBar):
                 and logging.getLogger("raid").isEnabledFor(logging.INFO)):
             self._progress = Progress(self.stage, _total_images(trainer), "images",
                                       delay=self.delay)
+            self._watched = _autoencoders(trainer, pl_module)
+            for autoencoder in self._watched:
+                autoencoder.on_stage = self._stage_done
+
+    def _stage_done(self, images: float) -> None:
+        """An autoencoder stage ended on `images` images' worth (negative: taken back)."""
+        self._partial += images / len(self._watched)
+        whole = int(self._partial + 1e-9)  # 10 stages of 0.6 image: 6, not 5.999...
+        if whole != self._advanced and self._progress is not None:
+            self._progress.update(whole - self._advanced)
+            self._advanced = whole
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
                              dataloader_idx=0) -> None:
+        interrupts.check()  # a Ctrl-C that garbage collection swallowed
         if self._progress is None:
             return
         if getattr(trainer.datamodule, "reconstructors", None) and "group" in batch:
             n = sum(g == REAL_GROUP for g in batch["group"])
         else:
             n = len(batch["key"])
-        self._progress.update(n)
+        self._progress.update(n - self._advanced)
+        self._partial, self._advanced = 0.0, 0
 
     def _close(self) -> None:
+        for autoencoder in self._watched:
+            autoencoder.on_stage = None
+        self._watched = []
         if self._progress is not None:
             self._progress.close()
             self._progress = None
@@ -90,6 +115,14 @@ class ImagesPerSecondBar(ProgressBar):
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         self._close()
+
+
+def _autoencoders(trainer, pl_module) -> list:
+    """What reconstructs in this run and can report its stages (`on_stage`): the module's
+    autoencoder (`raid reconstruct`) or the data module's (`raid build-train`)."""
+    found = [getattr(pl_module, "reconstruct", None),
+             *(getattr(trainer.datamodule, "reconstructors", None) or {}).values()]
+    return [a for a in found if hasattr(a, "on_stage")]
 
 
 def _total_images(trainer) -> int | None:
@@ -143,8 +176,9 @@ def run_predict(module: L.LightningModule, datamodule: L.LightningDataModule, *,
         trainer.predict(module, datamodule=datamodule, return_predictions=False)
     except SystemExit:
         if trainer.interrupted:  # Lightning's answer to Ctrl-C: make it one again
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            interrupts.restore()  # Lightning ignores further Ctrl-C
             raise KeyboardInterrupt from None
         raise
+    interrupts.check()  # one that came during the last batch and was swallowed
     trainer.strategy.barrier()  # every process has finished writing
     return trainer

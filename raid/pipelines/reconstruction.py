@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import lightning as L
 import numpy as np
@@ -35,7 +35,8 @@ from PIL import Image
 
 from datamodules.batches import ImageBatchesDataModule, reconstruct_rows
 from datamodules.images import ImageListing, WorkPlan, discover_images
-from raid.models.autoencoders import LATENTS, PRECISIONS, Reconstructor, load_autoencoder
+from raid.models.autoencoders import (LATENTS, PRECISIONS, Reconstructor, coarse_stages,
+                                      load_autoencoder)
 from raid.pipelines.predict import run_predict
 from raid.primitives.errors import RaidError
 from raid.primitives.fileio import atomic_path, write_text
@@ -98,23 +99,56 @@ class ReconstructSummary:
         return out
 
 
+@contextmanager
+def stage_progress(model: torch.nn.Module, images: int,
+                   report: Callable[[float], None]) -> Iterator[None]:
+    """While `model` reconstructs `images` images, `report(images / stages)` as each of its
+    coarse stages ends (`coarse_stages`): progress inside a slow batch. Forward hooks only
+    watch, so the results do not change. A call that fails (out of memory: its images are
+    retried one at a time) takes back what it reported."""
+    stages = coarse_stages(model)
+    done = 0
+
+    def hook(*_) -> None:
+        nonlocal done
+        if done < len(stages):  # a stage run twice (tiling) does not count twice
+            done += 1
+            report(images / len(stages))
+
+    handles = [stage.register_forward_hook(hook) for stage in stages]
+    try:
+        yield
+    except BaseException:
+        if done:
+            report(-images * done / len(stages))
+        raise
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 class FrozenAutoencoder:
     """A frozen autoencoder as the `datamodules.batches.ReconstructFn` the data modules
     take: moved to the images' device on first use there, run in its own precision
-    ("fp32", "bf16", "fp16") and latent mode ("sample" or "mode")."""
+    ("fp32", "bf16", "fp16") and latent mode ("sample" or "mode"). A progress bar may set
+    `on_stage` to hear of each coarse stage done (`stage_progress`)."""
 
     def __init__(self, model: torch.nn.Module, precision: str = "fp32",
                  latent: str = "sample"):
         self.model = model.eval().requires_grad_(False)
         self.precision, self.latent = precision, latent
         self._reconstructor: Reconstructor | None = None
+        self.on_stage: Callable[[float], None] | None = None
 
     def __call__(self, images: torch.Tensor, seeds: list[int]) -> torch.Tensor:
         rec = self._reconstructor
         if rec is None or rec.device != images.device:
             rec = self._reconstructor = Reconstructor(self.model.to(images.device),
                                                       precision=self.precision)
-        return rec.reconstruct(images, seeds, self.latent)
+        if self.on_stage is None:
+            return rec.reconstruct(images, seeds, self.latent)
+        with stage_progress(rec.model_in(rec.dtype), len(images), self.on_stage):
+            return rec.reconstruct(images, seeds, self.latent)
 
 
 class ReconstructionModule(L.LightningModule):

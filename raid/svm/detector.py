@@ -27,8 +27,10 @@ from sklearn.exceptions import NotFittedError
 from raid.primitives.decision import THRESHOLD
 from raid.primitives.errors import RaidError, RaidInputError
 from raid.primitives.progress import Progress
-from raid.svm.backends import (cuml_available, cuml_fitter, precomputed_fitter,
-                               rbf_fitter, resolve_backend)
+from raid.primitives.threads import available_cpus
+from raid.svm.backends import (cuml_available, cuml_fitter, precomputed_fits, rbf_fitter,
+                               resolve_backend)
+from raid.svm import rbf_cpu
 from raid.svm.modelfile import write_model
 from raid.svm.platt import fit_platt
 from raid.svm.scorer import SvmScorer
@@ -65,9 +67,11 @@ class RaidDetector(ClassifierMixin, BaseEstimator, SvmScorer):
     device: torch device for kernels and scoring ("cpu" scores in numpy); "auto" = CUDA
         when present.
     cache_size: kernel cache (MiB) of the plain and cuML solvers.
-    n_jobs: scikit-learn fits run at once (the final fit and the calibration folds are
-        independent; libsvm releases the GIL); None = the CPUs available. Each concurrent
-        fold needs its own sub-matrix, counted against `kernel_memory_gb`.
+    n_jobs: threads for training; None = the CPUs available. The plain solver runs this
+        many scikit-learn fits at once (the final fit and the calibration folds are
+        independent; libsvm releases the GIL). The precomputed solver solves one at a
+        time and, with n_jobs > 1, gathers the next fold's sub-matrix meanwhile (two
+        sub-matrices, counted against `kernel_memory_gb`).
     progress: show a progress line during `fit`.
     threshold: `predict` calls an image generated when P(generated) > threshold.
 
@@ -108,8 +112,6 @@ class RaidDetector(ClassifierMixin, BaseEstimator, SvmScorer):
         """Train the SVM on all rows, then calibrate on out-of-fold decision values."""
         from sklearn.model_selection import StratifiedKFold
 
-        from raid.svm.kernel import RbfKernel  # torch: imported by training only
-
         start = time.perf_counter()
         X = check_X(X)
         y = check_y(y, len(X))
@@ -124,38 +126,38 @@ class RaidDetector(ClassifierMixin, BaseEstimator, SvmScorer):
         self.provenance_ = None
         self.backend_ = resolve_backend(self.backend)
 
-        kernel = RbfKernel(self.gamma_, Xs.mean(axis=0, dtype=np.float64), self.device)
+        kernel = _kernel(self.gamma_, Xs.mean(axis=0, dtype=np.float64), self.device)
         folds = list(StratifiedKFold(self.cv_folds, shuffle=True,
                                      random_state=self.random_state).split(Xs, y))
         n = len(Xs)
         self.solver_, workers = self._plan(n, len(folds))
         logger.info("fitting SVM: %d x %d, C=%g, gamma=%.6g, solver %s, %d calibration folds, "
-                    "%d at once", n, Xs.shape[1], self.C, self.gamma_, self.solver_,
+                    "%d thread(s)", n, Xs.shape[1], self.C, self.gamma_, self.solver_,
                     self.cv_folds, workers)
 
         steps = 2 + len(folds) + (1 if self.solver_ == "precomputed" else 0)
         with Progress("SVM fit", total=steps, unit="step",
                       delay=2.0 if self.progress else float("inf")) as bar:
             gram = None
+            # The final fit (all rows) and the calibration folds are independent.
+            jobs = [np.arange(n)] + [train for train, _ in folds]
+            results = []
             if self.solver_ == "precomputed":
                 t0 = time.perf_counter()
                 gram = kernel.gram(Xs, bar)
                 logger.info("Gram matrix %d x %d in %.1f s", n, n, time.perf_counter() - t0)
                 bar.update()
-                fit_one = precomputed_fitter(gram, y, self.C, self.tol)
-            elif self.solver_ == "cuml":
-                fit_one = cuml_fitter(Xs, y, self.C, self.gamma_, self.tol, self.cache_size)
-            else:
-                fit_one = rbf_fitter(Xs, y, self.C, self.gamma_, self.tol, self.cache_size)
-
-            # The final fit (all rows) and the calibration folds are independent.
-            jobs = [np.arange(n)] + [train for train, _ in folds]
-            with ThreadPoolExecutor(workers) as pool:
-                futures = [pool.submit(fit_one, rows) for rows in jobs]
-                results = []
-                for future in futures:
-                    results.append(future.result())
+                for fit in precomputed_fits(gram, y, jobs, self.C, self.tol,
+                                            prefetch=workers > 1):
+                    results.append(fit)
                     bar.update()
+            else:
+                fit_one = (cuml_fitter if self.solver_ == "cuml" else rbf_fitter)(
+                    Xs, y, self.C, self.gamma_, self.tol, self.cache_size)
+                with ThreadPoolExecutor(workers) as pool:
+                    for fit in pool.map(fit_one, jobs):
+                        results.append(fit)
+                        bar.update()
 
             support, coef, b = results[0]
             self.support_ = support.astype(np.int64)
@@ -179,7 +181,7 @@ class RaidDetector(ClassifierMixin, BaseEstimator, SvmScorer):
 
     def _plan(self, n: int, n_folds: int) -> tuple[str, int]:
         """The solver ("precomputed", "rbf" or "cuml") and how many fits run at once."""
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        cpus = available_cpus()
         workers = max(1, min(self.n_jobs or cpus or 1, n_folds + 1))
         if self.backend_ == "cuml":
             return "cuml", 1  # one GPU: fits run one after the other
@@ -230,3 +232,27 @@ class RaidDetector(ClassifierMixin, BaseEstimator, SvmScorer):
     @classmethod
     def _from_params(cls, params: dict[str, Any], indices: np.ndarray | None) -> "RaidDetector":
         return cls(**params, indices=indices)
+
+
+class _CpuKernel:
+    """The numpy kernel (`raid.svm.rbf_cpu`) behind the interface of the torch one."""
+
+    def __init__(self, gamma: float, center: np.ndarray):
+        self.gamma, self.center = gamma, center
+
+    def gram(self, X: np.ndarray, progress: Progress | None = None) -> np.ndarray:
+        return rbf_cpu.gram(X, self.gamma, self.center, progress)
+
+    def decision(self, X: np.ndarray, sv: np.ndarray, coef: np.ndarray,
+                 intercept: float) -> np.ndarray:
+        return rbf_cpu.rbf_decision(X, sv, coef, intercept, self.gamma, self.center)
+
+
+def _kernel(gamma: float, center: np.ndarray, device: str | None) -> Any:
+    """The training kernel: numpy on the CPU (torch is then never imported), torch on CUDA."""
+    device = rbf_cpu.resolve_device(device)
+    if device == "cpu":
+        return _CpuKernel(gamma, center)
+    from raid.svm.kernel import RbfKernel  # imports torch
+
+    return RbfKernel(gamma, center, device)

@@ -1,5 +1,6 @@
 """The RBF kernel in torch: kernel blocks, the Gram matrix handed to libsvm, and decision
-values on a torch device (CUDA; CPU scoring of saved models uses `raid.svm.rbf_cpu`)."""
+values on a CUDA device. On the CPU the Gram matrix comes from `raid.svm.rbf_cpu` (numpy,
+the same arithmetic), and so do the decision values of saved models."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import numpy as np
 import torch
 
 from raid.primitives.progress import Progress
-from raid.svm.rbf_cpu import scaled_norms
+from raid.svm import rbf_cpu
+from raid.svm.rbf_cpu import mirror_upper, scaled_norms  # noqa: F401 (mirror_upper: re-export)
 
 # Rows per kernel block: 2048 x 2048 float64 is 32 MiB, large enough for BLAS efficiency.
 BLOCK = 2048
@@ -72,6 +74,8 @@ class RbfKernel:
         array); the lower triangle is then mirrored from the upper one, which also makes
         the matrix exactly symmetric (a.b and b.a round differently in float32).
         """
+        if self.device.type == "cpu":
+            return rbf_cpu.gram(X, self.gamma, self.center.numpy(), progress)
         n = len(X)
         out = np.empty((n, n), dtype=np.float64)
         dst = torch.from_numpy(out)
@@ -102,16 +106,3 @@ class RbfKernel:
             x, nx = self.prepare(X[i:i + batch])
             out[i:i + len(x)] = (self.block(x, nx, s, ns).double() @ c).cpu().numpy()
         return out + float(intercept)
-
-
-def mirror_upper(a: np.ndarray, tile: int = 256) -> None:
-    """Copy the upper triangle of the square matrix `a` onto its lower triangle, in place.
-
-    Tile by tile, so that the transposed reads stay in cache.
-    """
-    n = len(a)
-    for i in range(0, n, tile):
-        d = a[i:i + tile, i:i + tile]
-        d[:] = np.triu(d) + np.triu(d, 1).T
-        for j in range(i + tile, n, tile):
-            a[j:j + tile, i:i + tile] = a[i:i + tile, j:j + tile].T

@@ -1,10 +1,13 @@
-"""RBF decision values on the CPU in numpy: float32 BLAS products, no torch to import.
+"""The RBF kernel on the CPU in numpy: decision values and the training Gram matrix from
+float32 BLAS products, no torch to import (`raid fit` and `raid evaluate` on a CPU never
+load it).
 
-The same arithmetic as `raid.svm.kernel.RbfKernel` (which runs on CUDA and builds the
-training Gram matrix): rows centred on a fixed vector, -gamma * squared norms summed in
-float64 and rounded to float32, -gamma * ||x - s||^2 = -gamma |x|^2 - gamma |s|^2 +
-2 gamma x.s from one float32 matrix product, clamped at 0 and exponentiated, then summed
-against the dual coefficients in float64. Rows go in blocks so that memory stays bounded.
+The same arithmetic as `raid.svm.kernel.RbfKernel` (its torch twin, for CUDA): rows
+centred on a fixed vector, -gamma * squared norms summed in float64 and rounded to
+float32, -gamma * ||x - s||^2 = -gamma |x|^2 - gamma |s|^2 + 2 gamma x.s from one float32
+matrix product, clamped at 0 and exponentiated; decision values are then summed against
+the dual coefficients in float64. Rows go in blocks so that memory stays bounded. (numpy's
+BLAS also ran these products faster than torch's on the 2-core test machine.)
 """
 
 from __future__ import annotations
@@ -51,6 +54,19 @@ def scaled_norms(x: np.ndarray, gamma: float) -> np.ndarray:
     return (np.einsum("ij,ij->i", x, x, dtype=np.float64) * -gamma).astype(np.float32)
 
 
+def rbf_block(a: np.ndarray, na: np.ndarray, b: np.ndarray, nb: np.ndarray, gamma: float,
+              out: np.ndarray) -> np.ndarray:
+    """Kernel block exp(-gamma ||a_i - b_j||^2) (float32, into the C-contiguous `out` of
+    shape (len(a), len(b))) of prepared rows: one BLAS product, then in place
+    2 gamma a.b - gamma |a|^2 - gamma |b|^2, clamped at 0 and exponentiated."""
+    k = np.matmul(a, b.T, out=out)
+    k *= np.float32(2.0 * gamma)
+    k += na[:, None]
+    k += nb[None, :]
+    np.minimum(k, 0.0, out=k)
+    return np.exp(k, out=k)
+
+
 def rbf_decision(X: np.ndarray, sv: np.ndarray, coef: np.ndarray, intercept: float,
                  gamma: float, center: np.ndarray, block: int | None = None) -> np.ndarray:
     """sum_j coef_j exp(-gamma ||x - sv_j||^2) + intercept for every row of X, in float64.
@@ -72,14 +88,60 @@ def rbf_decision(X: np.ndarray, sv: np.ndarray, coef: np.ndarray, intercept: flo
     for i in range(0, len(X), block):
         n = min(block, len(X) - i)
         x, nx = prepare(X[i:i + n], center, gamma, out=xbuf[:n])
-        k = np.matmul(x, s.T, out=kbuf[:n])
-        k *= np.float32(2.0 * gamma)
-        k += nx[:, None]
-        k += ns[None, :]
-        np.minimum(k, 0.0, out=k)
-        np.exp(k, out=k)
+        k = rbf_block(x, nx, s, ns, gamma, kbuf[:n])
         for j in range(0, n, ROWS64):  # float64 sums, a few rows at a time (cache-sized)
             w = wide[:min(ROWS64, n - j)]
             np.copyto(w, k[j:j + ROWS64])
             np.matmul(w, c, out=out[i + j:i + j + len(w)])
     return out + float(intercept)
+
+
+# Rows per panel of the Gram matrix: a 2048-row float32 product against the columns right
+# of its diagonal block keeps BLAS efficient; diagonal blocks go in narrower strips so that
+# little below the diagonal is computed.
+PANEL = 2048
+STRIP = 256
+
+
+def gram(X: np.ndarray, gamma: float, center: np.ndarray, progress=None) -> np.ndarray:
+    """The symmetric n x n training kernel matrix as C-contiguous float64 (libsvm's input),
+    from float32 BLAS products (`rbf_block`), upper triangle only, then mirrored (which
+    also makes it exactly symmetric: a.b and b.a round differently in float32); ones on
+    the diagonal (||x - x|| = 0 exactly). `progress.update(0)` is called per panel."""
+    gamma = float(gamma)
+    n = len(X)
+    out = np.empty((n, n), dtype=np.float64)
+    x, nx = prepare(X, np.asarray(center, dtype=np.float32), gamma)
+    scratch = np.empty(min(PANEL, n) * n, dtype=np.float32)  # one buffer for every block
+
+    def block_into(dst: np.ndarray, rows: slice, cols: slice) -> None:
+        m, p = rows.stop - rows.start, cols.stop - cols.start
+        dst[...] = rbf_block(x[rows], nx[rows], x[cols], nx[cols], gamma,
+                             scratch[:m * p].reshape(m, p))  # widened to float64 here
+
+    for i in range(0, n, PANEL):
+        end = min(i + PANEL, n)
+        if end < n:
+            block_into(out[i:end, end:], slice(i, end), slice(end, n))
+        for r in range(i, end, STRIP):
+            s = slice(r, min(r + STRIP, end))
+            block_into(out[s, r:end], s, slice(r, end))
+        if progress is not None:
+            progress.update(0)
+    del x, nx, scratch
+    mirror_upper(out)
+    np.fill_diagonal(out, 1.0)
+    return out
+
+
+def mirror_upper(a: np.ndarray, tile: int = 256) -> None:
+    """Copy the upper triangle of the square matrix `a` onto its lower triangle, in place.
+
+    Tile by tile, so that the transposed reads stay in cache.
+    """
+    n = len(a)
+    for i in range(0, n, tile):
+        d = a[i:i + tile, i:i + tile]
+        d[:] = np.triu(d) + np.triu(d, 1).T
+        for j in range(i + tile, n, tile):
+            a[j:j + tile, i:i + tile] = a[i:i + tile, j:j + tile].T

@@ -84,8 +84,11 @@ def _featurizer_provenance(tiny_aim) -> tuple[int, dict]:
     return prov.pop("feature_dim"), prov
 
 
+# A slow writer: 40 appends of 500 rows, 0.08 s apart (about 3.5 s in all, so that a kill
+# within the test's 0.2-2.5 s window lands between or inside appends, however fast the
+# machine writes).
 APPEND = """
-import sys, numpy as np
+import sys, time, numpy as np
 from raid.store.store import StoreWriter
 path, dim, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 import json; prov = json.loads(sys.argv[4])
@@ -94,6 +97,7 @@ with StoreWriter(path, dim, prov) as w:
     for b in range(40):
         keys = [f"{tag}/{b}/{i}" for i in range(500)]
         w.append(keys, rng.normal(size=(500, dim)), [b % 2] * 500, [tag] * 500)
+        time.sleep(0.08)
 """
 
 

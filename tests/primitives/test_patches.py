@@ -11,9 +11,10 @@ from PIL import Image
 
 import raid.primitives.patches as patches
 from raid.bench.patch import seed_style_choice
-from raid.primitives.patches import (IMAGENET_MEAN, IMAGENET_STD, draw_candidates, normalize, patch_rng,
-                          patch_scores, patch_scores_reference, patch_scores_torch, rich_patch,
-                          select_rich_patch)
+from raid.primitives.patches import (IMAGENET_MEAN, IMAGENET_STD, draw_candidates,
+                                     draw_candidates_reference, normalize, patch_rng,
+                                     patch_scores, patch_scores_reference, patch_scores_torch,
+                                     rich_patch, select_rich_patch)
 from raid.primitives import synthetic
 from raid.primitives.seeding import file_rng
 
@@ -202,3 +203,26 @@ def test_non_uint8_input_is_refused():
         select_rich_patch(np.zeros((230, 230, 3), np.float32), random.Random(0))
     with pytest.raises(ValueError, match="uint8"):
         select_rich_patch(torch.zeros((230, 230, 3)), random.Random(0))
+
+
+@pytest.mark.parametrize("height,width,size", [(96, 96, 56), (56, 57, 56), (224, 224, 224),
+                                               (512, 384, 224), (3000, 4000, 224),
+                                               (224 + 4095, 224 + 4096, 224)])
+def test_fast_draw_is_the_seeds_randint_draw(height, width, size):
+    """The getrandbits draw gives the numbers of the seed's randint calls (widths of one,
+    powers of two and one past them, where rejection sampling differs most), and leaves
+    the rng in the same state; an rng of another class goes through randint itself."""
+    for seed in range(40):
+        a, b = random.Random(seed), random.Random(seed)
+        assert draw_candidates(a, height, width, size) == \
+            draw_candidates_reference(b, height, width, size)
+        assert a.getstate() == b.getstate()
+
+    class Counting(random.Random):
+        calls = 0
+
+        def randint(self, a, b):
+            Counting.calls += 1
+            return super().randint(a, b)
+    draw_candidates(Counting(1), height, width, size, 5)
+    assert Counting.calls == 10

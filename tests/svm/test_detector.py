@@ -71,7 +71,9 @@ def test_indices(data):
     assert det.gamma_ == pytest.approx(1 / 6) and det.n_features_in_ == 20
     assert det.support_vectors_.shape[1] == 6
     assert np.array_equal(det.indices_, idx)
-    assert np.allclose(det.decision_function(Xt), ref.decision_function(Xt[:, idx]), atol=1e-4)
+    # libsvm stops within tol=1e-3 of the optimum: kernels equal to ~1e-7 (float32 BLAS
+    # here, float64 in SVC) may stop at different points inside it.
+    assert np.allclose(det.decision_function(Xt), ref.decision_function(Xt[:, idx]), atol=1e-3)
     for bad in ([0, 0, 1], [0, 20], [-1, 2], [0.5, 1.0], []):
         with pytest.raises(RaidError, match="indices"):
             RaidDetector(indices=np.array(bad), progress=False).fit(X, y)
@@ -92,8 +94,10 @@ def test_probabilities_monotone_in_decision(fitted, data):
 
 
 def test_calibration_is_seeded(data):
+    """Same seed, same model; with n_jobs=2 the next fold's sub-matrix is gathered on
+    another thread into a second buffer: the same model as gathering in turn (n_jobs=1)."""
     X, y, _, _ = data
-    a = RaidDetector(backend="sklearn", random_state=5, progress=False).fit(X, y)
+    a = RaidDetector(backend="sklearn", random_state=5, n_jobs=2, progress=False).fit(X, y)
     b = RaidDetector(backend="sklearn", random_state=5, progress=False).fit(X, y)
     c = RaidDetector(backend="sklearn", random_state=6, progress=False).fit(X, y)
     serial = RaidDetector(backend="sklearn", random_state=5, n_jobs=1, progress=False).fit(X, y)

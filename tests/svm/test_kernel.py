@@ -32,25 +32,28 @@ def test_scoring_matches_sklearn_decision_function(data):
 
 
 def test_gram_is_the_mirrored_upper_triangle_of_the_kernel_blocks(monkeypatch):
-    """What one full-width kernel block per row panel gives on and right of the diagonal
-    (the same products, cut differently: equal to float32 rounding, bit for bit with
-    BLAS libraries whose results do not depend on the matrix shape), mirrored below it,
-    with ones on the diagonal; small panels and strips, sizes that divide neither."""
-    from raid.svm import kernel as kernel_module
-    from raid.svm.kernel import mirror_upper
-    monkeypatch.setattr(kernel_module, "BLOCK", 64)
-    monkeypatch.setattr(kernel_module, "STRIP", 24)
+    """The CPU Gram matrix (numpy, `raid.svm.rbf_cpu.gram`, also behind `RbfKernel` on the
+    CPU) is what one full-width kernel block per row panel gives on and right of the
+    diagonal (the same products, cut differently: equal to float32 rounding), mirrored
+    below it, with ones on the diagonal; small panels and strips, sizes that divide
+    neither."""
+    from raid.svm import rbf_cpu
+    monkeypatch.setattr(rbf_cpu, "PANEL", 64)
+    monkeypatch.setattr(rbf_cpu, "STRIP", 24)
     X, _ = blobs(2 * 64 + 38, 24, seed=4)
-    kernel = RbfKernel(1 / 24, X.mean(0, dtype=np.float64))
-    K = kernel.gram(X)
-    t, nt = kernel.prepare(X)
+    center = X.mean(0, dtype=np.float64)
+    K = RbfKernel(1 / 24, center, "cpu").gram(X)
+    assert np.array_equal(K, rbf_cpu.gram(X, 1 / 24, center))
+    x, nx = rbf_cpu.prepare(X, center.astype(np.float32), 1 / 24)
     ref = np.zeros((len(X), len(X)))
     for i in range(0, len(X), 64):
-        ref[i:i + 64, i:] = kernel.block(t[i:i + 64], nt[i:i + 64], t[i:], nt[i:])
+        out = np.empty((len(x[i:i + 64]), len(x) - i), dtype=np.float32)
+        ref[i:i + 64, i:] = rbf_cpu.rbf_block(x[i:i + 64], nx[i:i + 64], x[i:], nx[i:],
+                                              1 / 24, out)
     upper = np.triu_indices(len(X), 1)
     assert np.abs(K[upper] - ref[upper]).max() <= 1e-7
     assert np.array_equal(K, K.T) and np.all(np.diag(K) == 1.0)
     a = np.arange(49.0).reshape(7, 7)
-    mirror_upper(a, tile=3)
+    rbf_cpu.mirror_upper(a, tile=3)
     assert np.array_equal(a, np.triu(a) + np.triu(a, 1).T)
     assert np.array_equal(a[np.triu_indices(7)], np.arange(49.0).reshape(7, 7)[np.triu_indices(7)])

@@ -13,6 +13,7 @@ from sklearn.svm import SVC
 from svm_helpers import blobs
 
 from raid.primitives.decision import THRESHOLD
+from raid.svm.detector import RaidDetector
 from raid.svm.kernel import RbfKernel
 from raid.svm.rbf_cpu import rbf_decision, resolve_device
 
@@ -109,6 +110,21 @@ def test_scoring_imports_neither_torch_nor_scikit_learn(fitted, data, tmp_path):
         assert np.array_equal(np.load(tmp_path / "d.npy"), fitted.decision_function(Xt))
     finally:
         fitted.device = "auto"
+
+
+def test_fitting_on_the_cpu_imports_no_torch(data):
+    """A fresh interpreter fits on the CPU (Gram matrix, folds, Platt) without loading
+    torch: `raid fit` does not pay its import; the model equals this process's."""
+    X, y, Xt, _ = data
+    code = ("import sys, numpy as np; from raid.svm.detector import RaidDetector; "
+            f"X, y = np.asarray({X[::4].tolist()!r}, np.float32), np.asarray({y[::4].tolist()!r}); "
+            "d = RaidDetector(backend='sklearn', device='cpu', progress=False).fit(X, y); "
+            "print('torch' in sys.modules, d.platt_a_, d.platt_b_, len(d.support_))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    here = RaidDetector(backend="sklearn", device="cpu", progress=False).fit(X[::4], y[::4])
+    assert out.stdout.split() == ["False", repr(here.platt_a_), repr(here.platt_b_),
+                                  str(len(here.support_))], out.stdout
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
