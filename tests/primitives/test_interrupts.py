@@ -60,7 +60,8 @@ def test_recording_in_a_run_stops_at_the_next_batch():
 
     class Data(L.LightningDataModule):
         def predict_dataloader(self):
-            return torch.utils.data.DataLoader(torch.arange(12.0), batch_size=2)
+            rows = [{"key": f"img{i}.png", "x": torch.tensor(float(i))} for i in range(12)]
+            return torch.utils.data.DataLoader(rows, batch_size=2)
 
     module = Module()
     with interrupts.recording(), pytest.raises(KeyboardInterrupt):
