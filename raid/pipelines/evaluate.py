@@ -4,6 +4,7 @@ model's training features were (`raid.pipelines.provenance`)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -47,7 +48,8 @@ def score_store(model: str | os.PathLike, store: str | os.PathLike,
         probs, labels, names, keys, dim = [], [], [], [], fs.dim
         cpus = available_cpus()
         for batch in fs.iter_batches(batch_size, groups=groups):
-            with blas_threads(cpus - 1 if busy is not None and busy() and cpus > 1 else cpus):
+            share = busy is not None and cpus > 1 and busy()
+            with blas_threads(cpus - 1) if share else contextlib.nullcontext():
                 probs.append(detector.predict_proba(batch.features)[:, 1])
             labels.append(batch.labels)
             names.append(batch.groups)
